@@ -1,0 +1,183 @@
+//! One Wasmtime engine per shim process, and the compile step in front of it:
+//! Wasm bytes → native code, once per (content digest, engine configuration),
+//! via the on-disk cache and an in-process map shared by every container the
+//! shim runs.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, Module, OptLevel};
+
+use crate::bundle::Artifact;
+use crate::cache::{CompileCache, Outcome};
+
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// Wasmtime has an error type of its own; the shim speaks anyhow.
+pub fn wt<T>(r: wasmtime::Result<T>) -> Result<T> {
+    r.map_err(anyhow::Error::from)
+}
+
+/// Compiled code, ready to be linked and instantiated.
+#[derive(Clone)]
+pub enum Compiled {
+    Module(Module),
+    Component(Component),
+}
+
+pub struct WasmEngine {
+    engine: Engine,
+    cache: CompileCache,
+    config_hash: String,
+    compiled: Mutex<HashMap<String, Compiled>>,
+}
+
+impl WasmEngine {
+    pub fn new(cache_dir: PathBuf) -> Result<Arc<Self>> {
+        let mut config = Config::new();
+        // Kill must stop a guest stuck in a loop; epochs are only bumped by
+        // Kill, so there is no ticker and no cost while idle.
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(OptLevel::Speed);
+        let engine = wt(Engine::new(&config)).context("configure wasmtime")?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let config_hash = format!("{:016x}", hasher.finish());
+        Ok(Arc::new(Self { engine, cache: CompileCache::new(cache_dir), config_hash, compiled: Mutex::default() }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Interrupts running guests so that they check whether they were killed.
+    pub fn interrupt_guests(&self) {
+        self.engine.increment_epoch();
+    }
+
+    /// Native code for `bytes` (a module, component or text), compiled at
+    /// most once per content and engine configuration. Blocking.
+    pub fn load(&self, bytes: &[u8], artifact: Artifact) -> Result<Compiled> {
+        let binary;
+        let (bytes, artifact) = match artifact {
+            Artifact::Text => {
+                binary = wat::parse_bytes(bytes).context("parse WebAssembly text")?.into_owned();
+                let kind = Artifact::detect(&binary).context("WebAssembly text produced no module")?;
+                (binary.as_slice(), kind)
+            }
+            other => (bytes, other),
+        };
+        let digest = hex::encode(Sha256::digest(bytes));
+        let key = format!("{digest}-{}", self.config_hash);
+        if let Some(hit) = self.lock_compiled().get(&key) {
+            return Ok(hit.clone());
+        }
+        let started = Instant::now();
+        let (compiled, outcome) = match artifact {
+            Artifact::Module => self.cache.get_or_compile(
+                &key,
+                || wt(self.engine.precompile_module(bytes)).context("compile module"),
+                // SAFETY: the file was written by `precompile_module` of an
+                // engine with this configuration hash, and its checksum was
+                // verified by the cache just before this call.
+                |_, file| wt(unsafe { Module::deserialize_open_file(&self.engine, file) }).map(Compiled::Module),
+            )?,
+            Artifact::Component => self.cache.get_or_compile(
+                &key,
+                || wt(self.engine.precompile_component(bytes)).context("compile component"),
+                // SAFETY: as above.
+                |path, _| wt(unsafe { Component::deserialize_file(&self.engine, path) }).map(Compiled::Component),
+            )?,
+            Artifact::Native | Artifact::Text => anyhow::bail!("not a WebAssembly module or component"),
+        };
+        match outcome {
+            Outcome::Compiled => log::info!(
+                "compiled sha256:{digest} ({} bytes) in {:?} into {}",
+                bytes.len(),
+                started.elapsed(),
+                self.cache.dir().display()
+            ),
+            Outcome::Hit => log::debug!("loaded sha256:{digest} from the compile cache in {:?}", started.elapsed()),
+        }
+        self.lock_compiled().insert(key, compiled.clone());
+        Ok(compiled)
+    }
+
+    fn lock_compiled(&self) -> std::sync::MutexGuard<'_, HashMap<String, Compiled>> {
+        // A poisoned map only means another load panicked; its entries are whole.
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Where compiled code lives: `$CONTAINERD_SHIM_WASMTIME_CACHE_DIR`, or next
+/// to containerd's runtime state: a bundle is `<state>/io.containerd.runtime.v2.task/<ns>/<id>`.
+pub fn cache_dir_for(bundle: &std::path::Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("CONTAINERD_SHIM_WASMTIME_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    match bundle.ancestors().nth(3) {
+        Some(state) if state != std::path::Path::new("/") && !state.as_os_str().is_empty() => {
+            state.join(crate::RUNTIME_ID).join("compile-cache")
+        }
+        _ => PathBuf::from("/var/lib/containerd-shim-wasmtime/compile-cache"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXIT7: &str = r#"(module
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (func (export "_start") (call $exit (i32.const 7))))"#;
+
+    #[test]
+    fn compiles_once_across_engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = WasmEngine::new(dir.path().to_path_buf()).unwrap();
+        assert!(matches!(a.load(EXIT7.as_bytes(), Artifact::Text).unwrap(), Compiled::Module(_)));
+        let entries = || std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm")).count();
+        assert_eq!(entries(), 1);
+        // A second engine (another shim process) reuses the entry.
+        let b = WasmEngine::new(dir.path().to_path_buf()).unwrap();
+        let cwasm = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "cwasm")).unwrap();
+        let before = std::fs::metadata(&cwasm).unwrap().modified().unwrap();
+        b.load(EXIT7.as_bytes(), Artifact::Text).unwrap();
+        assert_eq!(std::fs::metadata(&cwasm).unwrap().modified().unwrap(), before);
+        assert_eq!(entries(), 1);
+    }
+
+    #[test]
+    fn garbage_cache_entry_is_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = WasmEngine::new(dir.path().to_path_buf()).unwrap();
+        a.load(EXIT7.as_bytes(), Artifact::Text).unwrap();
+        let cwasm = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "cwasm")).unwrap();
+        // Replace code and checksum consistently with garbage: wasmtime itself must refuse it.
+        std::fs::write(&cwasm, b"\x7fELF garbage").unwrap();
+        std::fs::write(cwasm.with_extension("sha256"), hex::encode(Sha256::digest(b"\x7fELF garbage"))).unwrap();
+        let b = WasmEngine::new(dir.path().to_path_buf()).unwrap();
+        assert!(matches!(b.load(EXIT7.as_bytes(), Artifact::Text).unwrap(), Compiled::Module(_)));
+    }
+
+    #[test]
+    fn invalid_wasm_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = WasmEngine::new(dir.path().to_path_buf()).unwrap();
+        let err = e.load(b"\0asm\x01\0\0\0\xff\xff\xff", Artifact::Module).unwrap_err();
+        assert!(format!("{err:#}").contains("compile module"), "{err:#}");
+    }
+
+    #[test]
+    fn cache_dir_sits_beside_containerd_state() {
+        let dir = cache_dir_for(std::path::Path::new("/run/containerd/io.containerd.runtime.v2.task/default/c1"));
+        assert_eq!(dir, PathBuf::from("/run/containerd/io.containerd.wasmtime.v1/compile-cache"));
+    }
+}

@@ -1,0 +1,42 @@
+//! `containerd-shim-wasmtime-v1`: a containerd shim (runtime `io.containerd.wasmtime.v1`)
+//! that runs WASI modules and components inside Wasmtime.
+
+mod bundle;
+mod cache;
+mod container;
+mod engine;
+mod error;
+mod instance;
+mod netns;
+mod service;
+mod stdio;
+mod task;
+mod wasi;
+
+/// The runtime name containerd resolves to this binary.
+pub const RUNTIME_ID: &str = "io.containerd.wasmtime.v1";
+
+fn main() {
+    let arg = std::env::args().nth(1);
+    if matches!(arg.as_deref(), Some("--version" | "-version" | "-v")) {
+        println!("containerd-shim-wasmtime-v1");
+        println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
+        println!("  Runtime:  {RUNTIME_ID}");
+        println!("  Wasmtime: {}", engine::WASMTIME_VERSION);
+        return;
+    }
+    // The shim's own RPCs are light; guests run on threads of their own, so
+    // two workers keep the footprint of an idle shim small.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{RUNTIME_ID}: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    runtime.block_on(containerd_shim::asynchronous::run::<service::Service>(RUNTIME_ID, None));
+}
