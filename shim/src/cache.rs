@@ -3,10 +3,14 @@
 //! rebuilt when they fail verification, so a corrupt or foreign file is never
 //! handed to Wasmtime. A per-key file lock makes concurrent shims compile a
 //! module once between them.
+//!
+//! Loaded code is mapped from its entry file, so shims running the same
+//! module share its pages. Entries are therefore only ever replaced by
+//! rename, never rewritten in place, and the directory is private to root.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -40,7 +44,13 @@ impl CompileCache {
         compile: impl FnOnce() -> Result<Vec<u8>>,
         load: impl Fn(&Path, File) -> Result<T>,
     ) -> Result<(T, Outcome)> {
-        fs::create_dir_all(&self.dir).with_context(|| format!("create compile cache {}", self.dir.display()))?;
+        if !self.dir.is_dir() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
+                .with_context(|| format!("create compile cache {}", self.dir.display()))?;
+        }
         if let Some(hit) = self.try_load(key, &load) {
             return Ok((hit, Outcome::Hit));
         }
@@ -80,6 +90,10 @@ impl CompileCache {
                 self.evict(key);
                 return None;
             }
+        }
+        if let Err(e) = file.seek(SeekFrom::Start(0)) {
+            log::warn!("compile cache entry {}: {e}", code.display());
+            return None;
         }
         match load(&code, file) {
             Ok(v) => Some(v),

@@ -159,6 +159,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = WasmEngine::new(dir.path().to_path_buf()).unwrap();
         a.load(EXIT7.as_bytes(), Artifact::Text).unwrap();
+        // Code in use is mapped from the entry; it must outlive any change to the file.
+        drop(a);
         let cwasm = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "cwasm")).unwrap();
         // Replace code and checksum consistently with garbage: wasmtime itself must refuse it.
         std::fs::write(&cwasm, b"\x7fELF garbage").unwrap();
@@ -171,7 +173,7 @@ mod tests {
     fn invalid_wasm_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let e = WasmEngine::new(dir.path().to_path_buf()).unwrap();
-        let err = e.load(b"\0asm\x01\0\0\0\xff\xff\xff", Artifact::Module).unwrap_err();
+        let Err(err) = e.load(b"\0asm\x01\0\0\0\xff\xff\xff", Artifact::Module) else { panic!("garbage compiled") };
         assert!(format!("{err:#}").contains("compile module"), "{err:#}");
     }
 

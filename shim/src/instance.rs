@@ -140,6 +140,7 @@ impl Linkers {
         let mut p1 = Linker::new(engine);
         wt(wasmtime_wasi::p1::add_to_linker_async(&mut p1, |h: &mut P1Host| &mut h.wasi)).context("link WASI preview 1")?;
         let mut p2 = component::Linker::new(engine);
+        // WASI 0.2's exit carries only ok/err: a component exits 0 or 1.
         wt(wasmtime_wasi::p2::add_to_linker_async(&mut p2)).context("link WASI preview 2")?;
         Ok(Self { p1, p2 })
     }

@@ -38,5 +38,29 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = match containerd_shim::parse(&args) {
+        Ok(flags) => flags,
+        Err(e) => {
+            eprintln!("{RUNTIME_ID}: {e}");
+            std::process::exit(2);
+        }
+    };
+    if flags.action == "start" {
+        if let Err(e) = runtime.block_on(service::start_action(flags)) {
+            eprintln!("{RUNTIME_ID}: start: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if flags.action.is_empty() {
+        if let Err(e) = runtime.block_on(service::serve(flags)) {
+            log::error!("{e:#}");
+            eprintln!("{RUNTIME_ID}: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    // `delete` and `-info` are answered by the shim crate.
     runtime.block_on(containerd_shim::asynchronous::run::<service::Service>(RUNTIME_ID, None));
 }

@@ -40,10 +40,7 @@ impl Shim for Service {
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
-        let grouping = grouping_of(&self.bundle).unwrap_or_else(|| opts.id.clone());
-        let address = spawn(opts, &grouping, Vec::new()).await?;
-        write_str_to_file("address", &address).await?;
-        Ok(address)
+        start_daemon(opts, &self.bundle).await
     }
 
     async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
@@ -82,8 +79,107 @@ impl Shim for Service {
     }
 }
 
+/// Starts (or reuses, for a pod) the shim daemon and returns its address.
+async fn start_daemon(opts: StartOpts, bundle: &Path) -> Result<String, Error> {
+    let grouping = grouping_of(bundle).unwrap_or_else(|| opts.id.clone());
+    let address = spawn(opts, &grouping, Vec::new()).await?;
+    write_str_to_file("address", &address).await?;
+    Ok(address)
+}
+
+/// The `start` action, answered the way every containerd from 1.6 on reads
+/// it: the bare socket address on stdout. (The shim crate answers with a
+/// JSON document that containerd 1.6 cannot parse.)
+pub async fn start_action(flags: Flags) -> Result<(), Error> {
+    use std::io::Read;
+    use containerd_shim::protos::protobuf::Message;
+    let mut input = Vec::new();
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        std::io::stdin().take(1 << 20).read_to_end(&mut input).map_err(|e| Error::IoError { context: "read start options".into(), err: e })?;
+    }
+    let mut extensions = Vec::new();
+    // Runtime options, if containerd has any, arrive as a protobuf Any.
+    if let Ok(any) = containerd_shim::protos::protobuf::well_known_types::any::Any::parse_from_bytes(&input) {
+        if !any.type_url.is_empty() {
+            extensions.push(any);
+        }
+    }
+    let opts = StartOpts {
+        id: flags.id.clone(),
+        publish_binary: flags.publish_binary.clone(),
+        address: flags.address.clone(),
+        ttrpc_address: std::env::var("TTRPC_ADDRESS").unwrap_or_default(),
+        namespace: flags.namespace.clone(),
+        debug: flags.debug,
+        extensions,
+        ..Default::default()
+    };
+    let bundle = std::env::current_dir().map_err(|e| Error::IoError { context: "current dir".into(), err: e })?;
+    let address = start_daemon(opts, &bundle).await?;
+    print!("{address}");
+    Ok(())
+}
+
 /// Containers of one pod share a shim: group by the pod's sandbox id.
 fn grouping_of(bundle: &Path) -> Option<String> {
     let spec = crate::bundle::read_spec(bundle).ok()?;
     spec.annotations().as_ref()?.get(SANDBOX_ID_ANNOTATION).cloned()
+}
+
+/// The daemon: serves the task API on the socket `start` chose, under both
+/// the v2 name (containerd 1.6/1.7) and the v3 name (containerd 2.x), until
+/// containerd shuts it down. (The shim crate's own loop registers only v3.)
+pub async fn serve(flags: Flags) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use containerd_shim::protos::shim_async::create_task;
+    use containerd_shim::protos::ttrpc::asynchronous::{transport::Listener, Server};
+
+    if flags.socket.is_empty() {
+        anyhow::bail!("-socket is required");
+    }
+    // Orphaned grandchildren (runc's) are ours to reap.
+    // SAFETY: prctl with these arguments only sets a flag on this process.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
+        .map_err(|e| anyhow::anyhow!("set up logging: {e}"))?;
+    let mut config = Config::default();
+    let mut shim = <Service as Shim>::new(crate::RUNTIME_ID, &flags, &mut config).await;
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;
+    let publisher = RemotePublisher::new(&ttrpc_address).await.map_err(|e| anyhow::anyhow!("connect to containerd events: {e}"))?;
+    let task: Arc<dyn containerd_shim::protos::shim_async::Task + Send + Sync> = Arc::new(shim.create_task_service(publisher).await);
+    let mut services = create_task(task.clone());
+    for (name, service) in create_task(task) {
+        services.insert(name.replace(".v3.", ".v2."), service);
+    }
+    let path = flags.socket.strip_prefix("unix://").unwrap_or(&flags.socket).to_string();
+    if let Some(parent) = Path::new(&path).parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(&path).with_context(|| format!("listen on {path}"))?;
+    let listener = Listener::try_from(listener).context("ttrpc listener")?;
+    let mut server = Server::new().add_listener(listener).register_service(services);
+    server.start().await.map_err(|e| anyhow::anyhow!("start ttrpc server: {e}"))?;
+    // Tell `start` we are serving: it waits for our stdout to close.
+    // SAFETY: dup2 on the process's own standard descriptors.
+    unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) };
+    log::info!("shim serving on {path}");
+    tokio::spawn(ignore_terminal_signals());
+    shim.wait().await;
+    log::info!("shim shutting down");
+    let _ = server.shutdown().await;
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// containerd stops shims with Shutdown, not signals; a stray SIGTERM or
+/// SIGINT (say, from a terminal) must not take the containers down.
+async fn ignore_terminal_signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return };
+    loop {
+        tokio::select! {
+            _ = term.recv() => log::debug!("ignoring SIGTERM"),
+            _ = int.recv() => log::debug!("ignoring SIGINT"),
+        }
+    }
 }

@@ -134,7 +134,7 @@ mod tests {
         let s = spec(serde_json::json!({
             "ociVersion": "1.0.2",
             "root": {"path": "rootfs"},
-            "process": {"args": ["/app.wasm", "x"], "env": ["A=1", "B=x=y", "EMPTY"], "cwd": "/work"},
+            "process": {"user": {"uid": 0, "gid": 0}, "args": ["/app.wasm", "x"], "env": ["A=1", "B=x=y", "EMPTY"], "cwd": "/work"},
             "mounts": [
                 {"destination": "/proc", "type": "proc", "source": "proc"},
                 {"destination": "/sys", "type": "sysfs", "source": "sysfs"},
@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn network_follows_the_spec() {
-        let base = |ns: serde_json::Value| spec(serde_json::json!({"ociVersion": "1.0.2", "process": {"args": ["a"], "cwd": "/"}, "linux": {"namespaces": ns}}));
+        let base = |ns: serde_json::Value| spec(serde_json::json!({"ociVersion": "1.0.2", "process": {"user": {"uid": 0, "gid": 0}, "args": ["a"], "cwd": "/"}, "linux": {"namespaces": ns}}));
         assert_eq!(network_of(&base(serde_json::json!([]))), Network::Host);
         assert_eq!(network_of(&base(serde_json::json!([{"type": "network", "path": "/var/run/netns/x"}]))), Network::Join("/var/run/netns/x".into()));
         assert_eq!(network_of(&base(serde_json::json!([{"type": "pid"}, {"type": "network"}]))), Network::Private);

@@ -66,9 +66,16 @@ fn module_file_name(opts: &BuildOptions) -> Result<String> {
     if let Some(name) = &opts.file_name {
         return Ok(name.clone());
     }
-    let name = opts.module.file_name().and_then(|n| n.to_str()).with_context(|| {
-        format!("cannot derive a file name from {}; pass --file-name", opts.module.display())
-    })?;
+    let name = opts
+        .module
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| {
+            format!(
+                "cannot derive a file name from {}; pass --file-name",
+                opts.module.display()
+            )
+        })?;
     Ok(name.to_string())
 }
 
@@ -106,7 +113,10 @@ mod tests {
             file_name: None,
             args: vec!["--port".into(), "8080".into()],
             env: vec!["RUST_LOG=info".into()],
-            adds: vec![AddSpec { src: tmp.path().join("static"), dest: "www".into() }],
+            adds: vec![AddSpec {
+                src: tmp.path().join("static"),
+                dest: "www".into(),
+            }],
         }
     }
 
@@ -116,12 +126,19 @@ mod tests {
         let opts = options(&tmp);
         build_to_file(&opts).unwrap();
         let first = fs::read(&opts.output).unwrap();
-        let again = BuildOptions { output: tmp.path().join("again.tar"), ..opts.clone() };
+        let again = BuildOptions {
+            output: tmp.path().join("again.tar"),
+            ..opts.clone()
+        };
         build_to_file(&again).unwrap();
         assert_eq!(first, fs::read(&again.output).unwrap());
 
         // A different input changes the digests.
-        let other = BuildOptions { args: vec![], output: tmp.path().join("other.tar"), ..opts };
+        let other = BuildOptions {
+            args: vec![],
+            output: tmp.path().join("other.tar"),
+            ..opts
+        };
         let a = build_image(&again).unwrap();
         let b = build_to_file(&other).unwrap();
         assert_eq!(a.layer.digest(), b.layer.digest());
@@ -140,25 +157,49 @@ mod tests {
         let desc = &index["manifests"][0];
         assert_eq!(desc["digest"], image.manifest.digest());
         assert_eq!(desc["size"], image.manifest.bytes.len());
-        assert_eq!(desc["platform"], serde_json::json!({"architecture": "wasm", "os": "wasi"}));
-        assert_eq!(desc["annotations"]["io.containerd.image.name"], "localhost/hello:latest");
-        assert_eq!(desc["annotations"]["org.opencontainers.image.ref.name"], "latest");
+        assert_eq!(
+            desc["platform"],
+            serde_json::json!({"architecture": "wasm", "os": "wasi"})
+        );
+        assert_eq!(
+            desc["annotations"]["io.containerd.image.name"],
+            "localhost/hello:latest"
+        );
+        assert_eq!(
+            desc["annotations"]["org.opencontainers.image.ref.name"],
+            "latest"
+        );
 
         let m = &report["manifests"][0];
         assert_eq!(m["manifest"]["config"]["digest"], image.config.digest());
         assert_eq!(m["manifest"]["layers"][0]["digest"], image.layer.digest());
         assert_eq!(m["manifest"]["layers"][0]["size"], image.layer.bytes.len());
         let config = &m["config"]["json"];
-        assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/app.wasm"]));
-        assert_eq!(config["config"]["Cmd"], serde_json::json!(["--port", "8080"]));
-        assert_eq!(config["config"]["Env"], serde_json::json!(["RUST_LOG=info"]));
+        assert_eq!(
+            config["config"]["Entrypoint"],
+            serde_json::json!(["/app.wasm"])
+        );
+        assert_eq!(
+            config["config"]["Cmd"],
+            serde_json::json!(["--port", "8080"])
+        );
+        assert_eq!(
+            config["config"]["Env"],
+            serde_json::json!(["RUST_LOG=info"])
+        );
         assert_eq!(config["rootfs"]["diff_ids"][0], image.layer.digest());
 
         let entries: Vec<(String, String, String)> = m["layers"][0]["entries"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["path"].as_str().unwrap().into(), e["type"].as_str().unwrap().into(), e["mode"].as_str().unwrap().into()))
+            .map(|e| {
+                (
+                    e["path"].as_str().unwrap().into(),
+                    e["type"].as_str().unwrap().into(),
+                    e["mode"].as_str().unwrap().into(),
+                )
+            })
             .collect();
         let expected = [
             ("/app.wasm", "file", "0755"),
@@ -167,15 +208,21 @@ mod tests {
             ("/www/js", "dir", "0755"),
             ("/www/js/app.js", "file", "0644"),
         ];
-        let expected: Vec<(String, String, String)> =
-            expected.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+        let expected: Vec<(String, String, String)> = expected
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
         assert_eq!(entries, expected);
     }
 
     #[test]
     fn file_name_sets_entrypoint() {
         let tmp = TempDir::new("filename");
-        let opts = BuildOptions { file_name: Some("bin/svc.wasm".into()), adds: vec![], ..options(&tmp) };
+        let opts = BuildOptions {
+            file_name: Some("bin/svc.wasm".into()),
+            adds: vec![],
+            ..options(&tmp)
+        };
         let image = build_image(&opts).unwrap();
         let config: serde_json::Value = serde_json::from_slice(&image.config.bytes).unwrap();
         assert_eq!(config["config"]["Entrypoint"][0], "/bin/svc.wasm");
@@ -187,20 +234,49 @@ mod tests {
         let opts = options(&tmp);
         let err = |o: &BuildOptions| format!("{:#}", build_to_file(o).unwrap_err());
 
-        let missing = BuildOptions { module: tmp.path().join("missing.wasm"), ..opts.clone() };
-        assert!(err(&missing).contains("cannot read module"), "{}", err(&missing));
+        let missing = BuildOptions {
+            module: tmp.path().join("missing.wasm"),
+            ..opts.clone()
+        };
+        assert!(
+            err(&missing).contains("cannot read module"),
+            "{}",
+            err(&missing)
+        );
 
         tmp.write("script.sh", b"#!/bin/sh\necho hi\n");
-        let not_wasm = BuildOptions { module: tmp.path().join("script.sh"), ..opts.clone() };
-        assert!(err(&not_wasm).contains("not a WebAssembly module"), "{}", err(&not_wasm));
+        let not_wasm = BuildOptions {
+            module: tmp.path().join("script.sh"),
+            ..opts.clone()
+        };
+        assert!(
+            err(&not_wasm).contains("not a WebAssembly module"),
+            "{}",
+            err(&not_wasm)
+        );
 
-        let clash = BuildOptions { adds: vec![AddSpec { src: opts.module.clone(), dest: "app.wasm".into() }], ..opts.clone() };
+        let clash = BuildOptions {
+            adds: vec![AddSpec {
+                src: opts.module.clone(),
+                dest: "app.wasm".into(),
+            }],
+            ..opts.clone()
+        };
         assert!(err(&clash).contains("more than once"), "{}", err(&clash));
 
-        let bad_add = BuildOptions { adds: vec![AddSpec { src: tmp.path().join("nope"), dest: "x".into() }], ..opts.clone() };
+        let bad_add = BuildOptions {
+            adds: vec![AddSpec {
+                src: tmp.path().join("nope"),
+                dest: "x".into(),
+            }],
+            ..opts.clone()
+        };
         assert!(err(&bad_add).contains("nope"), "{}", err(&bad_add));
 
-        let bad_out = BuildOptions { output: tmp.path().join("no/such/dir/out.tar"), ..opts };
+        let bad_out = BuildOptions {
+            output: tmp.path().join("no/such/dir/out.tar"),
+            ..opts
+        };
         assert!(err(&bad_out).contains("cannot write"), "{}", err(&bad_out));
         assert!(!tmp.path().join("out.tar").exists());
     }
@@ -209,7 +285,11 @@ mod tests {
     fn accepts_wat_text() {
         let tmp = TempDir::new("wat");
         tmp.write("hello.wat", b"\n  (module)\n");
-        let opts = BuildOptions { module: tmp.path().join("hello.wat"), adds: vec![], ..options(&tmp) };
+        let opts = BuildOptions {
+            module: tmp.path().join("hello.wat"),
+            adds: vec![],
+            ..options(&tmp)
+        };
         let image = build_image(&opts).unwrap();
         let config: serde_json::Value = serde_json::from_slice(&image.config.bytes).unwrap();
         assert_eq!(config["config"]["Entrypoint"][0], "/hello.wat");

@@ -70,7 +70,9 @@ pub fn parse_args(args: Vec<String>) -> Result<Command, UsageError> {
         Some("help" | "--help" | "-h") => Ok(Command::Help),
         Some("build") => parse_build(args),
         Some("inspect") => parse_inspect(args),
-        Some(other) => usage(format!("unknown command {other:?} (expected build or inspect)")),
+        Some(other) => usage(format!(
+            "unknown command {other:?} (expected build or inspect)"
+        )),
     }
 }
 
@@ -83,6 +85,20 @@ fn parse_inspect(args: impl Iterator<Item = String>) -> Result<Command, UsageErr
         _ => usage("inspect takes exactly one argument, <IMAGE.tar>"),
     }
 }
+
+/// Every option `build` accepts; each takes a value.
+const BUILD_OPTIONS: &[&str] = &[
+    "-m",
+    "--module",
+    "-n",
+    "--name",
+    "-o",
+    "--output",
+    "--file-name",
+    "--arg",
+    "--env",
+    "--add",
+];
 
 /// Raw option values as given, before validation.
 #[derive(Default)]
@@ -103,11 +119,16 @@ fn parse_build(mut args: impl Iterator<Item = String>) -> Result<Command, UsageE
             return Ok(Command::Help);
         }
         let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.to_string())),
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_string(), Some(value.to_string()))
+            }
             _ => (arg, None),
         };
         if !flag.starts_with('-') {
             return usage(format!("build: unexpected argument {flag:?}"));
+        }
+        if !BUILD_OPTIONS.contains(&flag.as_str()) {
+            return usage(format!("build: unknown option {flag:?}"));
         }
         let value = match inline.or_else(|| args.next()) {
             Some(value) => value,
@@ -152,15 +173,25 @@ fn repeatable_option<'a>(raw: &'a mut RawBuild, flag: &str) -> Option<&'a mut Ve
 }
 
 fn validate_build(raw: RawBuild) -> Result<BuildOptions, UsageError> {
-    let Some(module) = raw.module else { return usage("build: --module <FILE> is required") };
-    let Some(name) = raw.name else { return usage("build: --name <REF> is required") };
-    let Some(output) = raw.output else { return usage("build: -o <OUT.tar> is required") };
+    let Some(module) = raw.module else {
+        return usage("build: --module <FILE> is required");
+    };
+    let Some(name) = raw.name else {
+        return usage("build: --name <REF> is required");
+    };
+    let Some(output) = raw.output else {
+        return usage("build: -o <OUT.tar> is required");
+    };
     let name = ImageName::parse(&name).or_else(|e| usage(format!("build: --name: {e}")))?;
     let file_name = raw.file_name.map(|f| validate_file_name(&f)).transpose()?;
     for env in &raw.env {
         validate_env(env)?;
     }
-    let adds = raw.adds.iter().map(|a| parse_add(a)).collect::<Result<_, _>>()?;
+    let adds = raw
+        .adds
+        .iter()
+        .map(|a| parse_add(a))
+        .collect::<Result<_, _>>()?;
     Ok(BuildOptions {
         module: PathBuf::from(module),
         name,
@@ -183,11 +214,13 @@ pub fn validate_file_name(file_name: &str) -> Result<String, UsageError> {
 
 fn validate_env(env: &str) -> Result<(), UsageError> {
     match env.split_once('=') {
-        None => usage(format!("build: --env {env:?} must be KEY=VALUE (no '=' found)")),
+        None => usage(format!(
+            "build: --env {env:?} must be KEY=VALUE (no '=' found)"
+        )),
         Some(("", _)) => usage(format!("build: --env {env:?} has an empty KEY")),
-        Some((key, _)) if key.chars().any(|c| c.is_whitespace() || c == '\0') => {
-            usage(format!("build: --env {env:?}: KEY must not contain whitespace"))
-        }
+        Some((key, _)) if key.chars().any(|c| c.is_whitespace() || c == '\0') => usage(format!(
+            "build: --env {env:?}: KEY must not contain whitespace"
+        )),
         Some(_) => Ok(()),
     }
 }
@@ -198,15 +231,22 @@ fn parse_add(add: &str) -> Result<AddSpec, UsageError> {
         return usage(format!("build: --add {add:?} must be SRC:DEST"));
     };
     if src.is_empty() || dest.is_empty() {
-        return usage(format!("build: --add {add:?} must be SRC:DEST with both parts non-empty"));
+        return usage(format!(
+            "build: --add {add:?} must be SRC:DEST with both parts non-empty"
+        ));
     }
-    let dest = normalize_image_path(dest).or_else(|e| usage(format!("build: --add {add:?}: {e}")))?;
-    Ok(AddSpec { src: PathBuf::from(src), dest })
+    let dest =
+        normalize_image_path(dest).or_else(|e| usage(format!("build: --add {add:?}: {e}")))?;
+    Ok(AddSpec {
+        src: PathBuf::from(src),
+        dest,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn parse(args: &[&str]) -> Result<Command, UsageError> {
         parse_args(args.iter().map(|s| s.to_string()).collect())
@@ -222,9 +262,21 @@ mod tests {
     #[test]
     fn parses_full_build() {
         let opts = build(&[
-            "build", "--module", "x/app.wasm", "--name=localhost/hello", "-o", "out.tar",
-            "--file-name", "/bin/app.wasm", "--arg", "--port", "--arg=8080",
-            "--env", "A=1=2", "--add", "static:/www",
+            "build",
+            "--module",
+            "x/app.wasm",
+            "--name=localhost/hello",
+            "-o",
+            "out.tar",
+            "--file-name",
+            "/bin/app.wasm",
+            "--arg",
+            "--port",
+            "--arg=8080",
+            "--env",
+            "A=1=2",
+            "--add",
+            "static:/www",
         ]);
         assert_eq!(opts.module, PathBuf::from("x/app.wasm"));
         assert_eq!(opts.name.full, "localhost/hello:latest");
@@ -232,14 +284,22 @@ mod tests {
         assert_eq!(opts.file_name.as_deref(), Some("bin/app.wasm"));
         assert_eq!(opts.args, ["--port", "8080"]);
         assert_eq!(opts.env, ["A=1=2"]);
-        assert_eq!(opts.adds, [AddSpec { src: "static".into(), dest: "www".into() }]);
+        assert_eq!(
+            opts.adds,
+            [AddSpec {
+                src: "static".into(),
+                dest: "www".into()
+            }]
+        );
     }
 
     #[test]
     fn help_and_inspect() {
         assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
         assert!(matches!(parse(&["build", "-h"]), Ok(Command::Help)));
-        assert!(matches!(parse(&["inspect", "a.tar"]), Ok(Command::Inspect(p)) if p == PathBuf::from("a.tar")));
+        assert!(
+            matches!(parse(&["inspect", "a.tar"]), Ok(Command::Inspect(p)) if p == Path::new("a.tar"))
+        );
     }
 
     #[test]
@@ -253,6 +313,7 @@ mod tests {
             (&["--add", "s:/../x"], ".."),
             (&["--file-name", "/"], "names no file"),
             (&["--bogus", "1"], "unknown option"),
+            (&["--bogus"], "unknown option"),
             (&["stray"], "unexpected argument"),
             (&["-m", "b.wasm"], "more than once"),
             (&["--arg"], "needs a value"),
@@ -261,8 +322,14 @@ mod tests {
             let err = with(extra).expect_err(&format!("{extra:?} accepted"));
             assert!(err.0.contains(needle), "{extra:?}: {err}");
         }
-        assert!(parse(&["build", "-n", "x", "-o", "o"]).unwrap_err().0.contains("--module"));
-        assert!(parse(&["build", "-m", "a", "-n", "Bad Name", "-o", "o"]).unwrap_err().0.contains("--name"));
+        assert!(parse(&["build", "-n", "x", "-o", "o"])
+            .unwrap_err()
+            .0
+            .contains("--module"));
+        assert!(parse(&["build", "-m", "a", "-n", "Bad Name", "-o", "o"])
+            .unwrap_err()
+            .0
+            .contains("--name"));
         assert!(parse(&[]).is_err());
         assert!(parse(&["frobnicate"]).is_err());
         assert!(parse(&["inspect"]).is_err());

@@ -31,7 +31,11 @@ pub struct Blob {
 impl Blob {
     pub fn new(media_type: &'static str, bytes: Vec<u8>) -> Self {
         let digest = sha256_digest(&bytes);
-        Self { media_type, bytes, digest }
+        Self {
+            media_type,
+            bytes,
+            digest,
+        }
     }
 
     /// `sha256:<hex>` digest of the bytes.
@@ -75,7 +79,10 @@ pub struct Platform {
 
 impl Platform {
     pub fn wasi() -> Self {
-        Self { architecture: ARCHITECTURE.into(), os: OS.into() }
+        Self {
+            architecture: ARCHITECTURE.into(),
+            os: OS.into(),
+        }
     }
 }
 
@@ -136,12 +143,18 @@ impl ImageName {
     /// Digest references (`@sha256:...`) are not accepted.
     pub fn parse(name: &str) -> Result<Self> {
         ensure!(!name.is_empty(), "image name is empty");
-        ensure!(!name.contains('@'), "image name {name:?}: digest references are not supported, use a tag");
+        ensure!(
+            !name.contains('@'),
+            "image name {name:?}: digest references are not supported, use a tag"
+        );
         let (repo, tag) = split_tag(name);
         let tag = tag.unwrap_or("latest");
         ensure!(valid_tag(tag), "image name {name:?}: invalid tag {tag:?}");
         ensure!(valid_repository(repo), "image name {name:?}: invalid repository {repo:?} (use lowercase [a-z0-9._-] path components)");
-        Ok(Self { full: format!("{repo}:{tag}"), tag: tag.to_string() })
+        Ok(Self {
+            full: format!("{repo}:{tag}"),
+            tag: tag.to_string(),
+        })
     }
 }
 
@@ -156,7 +169,9 @@ fn split_tag(name: &str) -> (&str, Option<&str>) {
 
 fn valid_tag(tag: &str) -> bool {
     let mut chars = tag.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     first_ok && tag.len() <= 128 && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
@@ -169,7 +184,8 @@ fn valid_repository(repo: &str) -> bool {
     path.iter().all(|p| {
         !p.is_empty()
             && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
     })
 }
 
@@ -177,17 +193,31 @@ fn valid_repository(repo: &str) -> bool {
 /// (`localhost`, contains `.` or a `:port`), as in Docker's reference grammar.
 fn is_domain(part: &str) -> bool {
     let looks_like_host = part == "localhost" || part.contains('.') || part.contains(':');
-    looks_like_host && part.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+    looks_like_host
+        && part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
 }
 
 /// Checks that `bytes` is a Wasm binary (`\0asm`) or WebAssembly text
-/// (first non-whitespace character is `(`).
+/// (first character after whitespace and `;;` line comments is `(`).
 pub fn check_module(bytes: &[u8]) -> Result<()> {
     ensure!(!bytes.is_empty(), "module is empty");
     if bytes.starts_with(b"\0asm") {
         return Ok(());
     }
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let mut rest = bytes;
+    loop {
+        let start = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(rest.len());
+        rest = &rest[start..];
+        if rest.starts_with(b";;") {
+            let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+            rest = &rest[end..];
+        } else {
+            break;
+        }
+    }
+    let first = rest.first();
     ensure!(
         first == Some(&b'('),
         "not a WebAssembly module: expected the binary magic \\0asm or WebAssembly text starting with '('"
@@ -229,7 +259,12 @@ impl Image {
             })?,
         );
         let index = Blob::new(MEDIA_TYPE_INDEX, to_json(&index(&spec.name, &manifest))?);
-        Ok(Self { index, manifest, config, layer })
+        Ok(Self {
+            index,
+            manifest,
+            config,
+            layer,
+        })
     }
 
     /// Serializes the image as an OCI image-layout tar (`oci-layout`,
@@ -260,7 +295,10 @@ fn image_config(spec: &ImageSpec, layer: &Blob) -> ImageConfig {
             env: spec.env.clone(),
         },
         // The layer is uncompressed, so its diff ID equals its digest.
-        rootfs: RootFs { kind: "layers".into(), diff_ids: vec![layer.digest()] },
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![layer.digest()],
+        },
     }
 }
 
@@ -291,13 +329,28 @@ mod tests {
     #[test]
     fn parses_names() {
         let n = ImageName::parse("localhost/hello:latest").unwrap();
-        assert_eq!((n.full.as_str(), n.tag.as_str()), ("localhost/hello:latest", "latest"));
+        assert_eq!(
+            (n.full.as_str(), n.tag.as_str()),
+            ("localhost/hello:latest", "latest")
+        );
         let n = ImageName::parse("localhost:5000/chat/api").unwrap();
-        assert_eq!((n.full.as_str(), n.tag.as_str()), ("localhost:5000/chat/api:latest", "latest"));
+        assert_eq!(
+            (n.full.as_str(), n.tag.as_str()),
+            ("localhost:5000/chat/api:latest", "latest")
+        );
         let n = ImageName::parse("docker.io/Org.example/x:v1.2").err();
         assert!(n.is_some(), "uppercase path component must be rejected");
         assert_eq!(ImageName::parse("hello:v1").unwrap().full, "hello:v1");
-        for bad in ["", "Hello", "a b", "x:", "x:-bad", "x@sha256:00", "a//b", "/a"] {
+        for bad in [
+            "",
+            "Hello",
+            "a b",
+            "x:",
+            "x:-bad",
+            "x@sha256:00",
+            "a//b",
+            "/a",
+        ] {
             assert!(ImageName::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -330,7 +383,10 @@ mod tests {
         });
         assert_eq!(config, expected);
         let text = String::from_utf8(image.config.bytes.clone()).unwrap();
-        assert!(text.starts_with(r#"{"architecture":"wasm","os":"wasi","config":{"Entrypoint""#), "{text}");
+        assert!(
+            text.starts_with(r#"{"architecture":"wasm","os":"wasi","config":{"Entrypoint""#),
+            "{text}"
+        );
         assert!(!text.contains("created"));
     }
 }

@@ -51,7 +51,11 @@ impl Layout {
             desc.size
         );
         let actual = sha256_digest(bytes);
-        ensure!(actual == desc.digest, "blob {} has digest {actual}", desc.digest);
+        ensure!(
+            actual == desc.digest,
+            "blob {} has digest {actual}",
+            desc.digest
+        );
         Ok(bytes)
     }
 
@@ -76,7 +80,9 @@ pub fn inspect(tar: &[u8]) -> Result<Value> {
     let manifests = index
         .manifests
         .iter()
-        .map(|desc| inspect_manifest(&layout, desc).with_context(|| format!("manifest {}", desc.digest)))
+        .map(|desc| {
+            inspect_manifest(&layout, desc).with_context(|| format!("manifest {}", desc.digest))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(json!({
         "ociLayout": oci_layout,
@@ -99,7 +105,9 @@ fn inspect_manifest(layout: &Layout, desc: &Descriptor) -> Result<Value> {
         .layers
         .iter()
         .zip(&config.rootfs.diff_ids)
-        .map(|(layer, diff_id)| inspect_layer(layout, layer, diff_id).with_context(|| format!("layer {}", layer.digest)))
+        .map(|(layer, diff_id)| {
+            inspect_layer(layout, layer, diff_id).with_context(|| format!("layer {}", layer.digest))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(json!({
         "descriptor": desc,
@@ -111,12 +119,16 @@ fn inspect_manifest(layout: &Layout, desc: &Descriptor) -> Result<Value> {
 
 fn inspect_layer(layout: &Layout, desc: &Descriptor, diff_id: &str) -> Result<Value> {
     let bytes = layout.blob(desc)?;
-    let mut report = json!({"digest": desc.digest, "size": desc.size, "mediaType": desc.media_type});
+    let mut report =
+        json!({"digest": desc.digest, "size": desc.size, "mediaType": desc.media_type});
     if desc.media_type != MEDIA_TYPE_LAYER {
         report["entries"] = Value::Null; // compressed layers are not listed
         return Ok(report);
     }
-    ensure!(diff_id == desc.digest, "diff_id {diff_id} differs from uncompressed layer digest");
+    ensure!(
+        diff_id == desc.digest,
+        "diff_id {diff_id} differs from uncompressed layer digest"
+    );
     let entries = read_entries(bytes).context("reading layer tar")?;
     report["entries"] = entries.iter().map(entry_report).collect::<Vec<_>>().into();
     Ok(report)

@@ -40,7 +40,10 @@ impl LayerTree {
     /// Adds a file (and its parent directories) at image path `path`.
     pub fn add_file(&mut self, path: &str, mode: u32, data: Vec<u8>) -> Result<()> {
         let path = normalize_image_path(path)?;
-        ensure!(!path.is_empty(), "a file cannot be placed at the image root '/'");
+        ensure!(
+            !path.is_empty(),
+            "a file cannot be placed at the image root '/'"
+        );
         self.add_parents(&path)?;
         if self.nodes.contains_key(&path) {
             bail!("/{path} is added to the image more than once");
@@ -66,13 +69,21 @@ impl LayerTree {
     }
 
     fn add_host_path_at(&mut self, src: &Path, dest: &str, depth: usize) -> Result<()> {
-        ensure!(depth <= MAX_DEPTH, "{} is nested too deeply (symlink loop?)", src.display());
+        ensure!(
+            depth <= MAX_DEPTH,
+            "{} is nested too deeply (symlink loop?)",
+            src.display()
+        );
         let meta = fs::metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
         if meta.is_file() {
             let data = fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
             return self.add_file(dest, FILE_MODE, data);
         }
-        ensure!(meta.is_dir(), "{} is neither a regular file nor a directory", src.display());
+        ensure!(
+            meta.is_dir(),
+            "{} is neither a regular file nor a directory",
+            src.display()
+        );
         self.add_dir(dest)?;
         for name in sorted_dir_names(src)? {
             let child_dest = format!("{}/{}", dest.trim_end_matches('/'), name);
@@ -138,7 +149,10 @@ fn sorted_dir_names(dir: &Path) -> Result<Vec<String>> {
 /// Normalizes an absolute or relative image path to `a/b/c` form: drops
 /// leading `/`, empty and `.` components; rejects `..`. The root is `""`.
 pub fn normalize_image_path(path: &str) -> Result<String> {
-    ensure!(!path.contains('\0'), "image path {path:?} contains a NUL byte");
+    ensure!(
+        !path.contains('\0'),
+        "image path {path:?} contains a NUL byte"
+    );
     let mut parts = Vec::new();
     for part in path.split('/') {
         match part {
@@ -167,11 +181,16 @@ mod tests {
     #[test]
     fn parents_are_created_and_sorted() {
         let mut tree = LayerTree::new();
-        tree.add_file("/srv/www/index.html", FILE_MODE, b"hi".to_vec()).unwrap();
-        tree.add_file("/app.wasm", EXEC_MODE, b"\0asm".to_vec()).unwrap();
+        tree.add_file("/srv/www/index.html", FILE_MODE, b"hi".to_vec())
+            .unwrap();
+        tree.add_file("/app.wasm", EXEC_MODE, b"\0asm".to_vec())
+            .unwrap();
         tree.add_file("/srv-b", FILE_MODE, Vec::new()).unwrap();
         let paths: Vec<_> = tree.paths().collect();
-        assert_eq!(paths, ["app.wasm", "srv", "srv-b", "srv/www", "srv/www/index.html"]);
+        assert_eq!(
+            paths,
+            ["app.wasm", "srv", "srv-b", "srv/www", "srv/www/index.html"]
+        );
 
         let entries = read_entries(&tree.to_tar().unwrap()).unwrap();
         let modes: Vec<_> = entries.iter().map(|e| (e.kind, e.mode)).collect();
@@ -204,15 +223,27 @@ mod tests {
         tmp.write("static/b.txt", b"b");
 
         let mut tree = LayerTree::new();
-        tree.add_host_path(&tmp.path().join("static"), "/www").unwrap();
+        tree.add_host_path(&tmp.path().join("static"), "/www")
+            .unwrap();
         let paths: Vec<_> = tree.paths().collect();
-        assert_eq!(paths, ["www", "www/b.txt", "www/css", "www/css/site.css", "www/index.html"]);
+        assert_eq!(
+            paths,
+            [
+                "www",
+                "www/b.txt",
+                "www/css",
+                "www/css/site.css",
+                "www/index.html"
+            ]
+        );
 
         let mut root = LayerTree::new();
         root.add_host_path(&tmp.path().join("static"), "/").unwrap();
         assert_eq!(root.paths().next(), Some("b.txt"));
 
-        let missing = tree.add_host_path(&tmp.path().join("nope"), "/x").unwrap_err();
+        let missing = tree
+            .add_host_path(&tmp.path().join("nope"), "/x")
+            .unwrap_err();
         assert!(format!("{missing:#}").contains("nope"), "{missing:#}");
     }
 }

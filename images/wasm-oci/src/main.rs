@@ -25,7 +25,10 @@ fn main() -> ExitCode {
 fn run() -> Result<()> {
     let args = std::env::args_os()
         .skip(1)
-        .map(|a| a.into_string().map_err(|a| UsageError(format!("argument {a:?} is not valid UTF-8"))))
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| UsageError(format!("argument {a:?} is not valid UTF-8")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     match parse_args(args)? {
         Command::Help => print!("{USAGE}"),
@@ -34,8 +37,10 @@ fn run() -> Result<()> {
             print_summary(&opts, &image);
         }
         Command::Inspect(path) => {
-            let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let report = inspect(&bytes).with_context(|| format!("inspecting {}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let report =
+                inspect(&bytes).with_context(|| format!("inspecting {}", path.display()))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
@@ -47,5 +52,9 @@ fn print_summary(opts: &BuildOptions, image: &Image) {
     println!("  image     {} (wasi/wasm)", opts.name.full);
     println!("  manifest  {}", image.manifest.digest());
     println!("  config    {}", image.config.digest());
-    println!("  layer     {} ({} bytes)", image.layer.digest(), image.layer.bytes.len());
+    println!(
+        "  layer     {} ({} bytes)",
+        image.layer.digest(),
+        image.layer.bytes.len()
+    );
 }

@@ -135,7 +135,10 @@ fn header(name: &str, typeflag: u8, mode: u32, size: u64) -> Result<[u8; BLOCK]>
 fn octal(field: &mut [u8], value: u64) -> Result<()> {
     let digits = field.len() - 1;
     let text = format!("{value:0digits$o}");
-    ensure!(text.len() == digits, "value {value} does not fit in a {digits}-digit tar field");
+    ensure!(
+        text.len() == digits,
+        "value {value} does not fit in a {digits}-digit tar field"
+    );
     field[..digits].copy_from_slice(text.as_bytes());
     field[digits] = 0;
     Ok(())
@@ -186,7 +189,11 @@ fn entry(block: &[u8], typeflag: u8, path: String, data: &[u8]) -> Result<Entry>
         uid: parse_octal(&block[108..116]).context("tar entry uid")?,
         gid: parse_octal(&block[116..124]).context("tar entry gid")?,
         mtime: parse_octal(&block[136..148]).context("tar entry mtime")?,
-        data: if kind == Kind::File { data.to_vec() } else { Vec::new() },
+        data: if kind == Kind::File {
+            data.to_vec()
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -195,16 +202,29 @@ fn verify_checksum(block: &[u8]) -> Result<()> {
     let computed: u64 = block
         .iter()
         .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { u64::from(b' ') } else { u64::from(b) })
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                u64::from(b' ')
+            } else {
+                u64::from(b)
+            }
+        })
         .sum();
-    ensure!(stored == computed, "bad tar header checksum (not a tar file?)");
+    ensure!(
+        stored == computed,
+        "bad tar header checksum (not a tar file?)"
+    );
     Ok(())
 }
 
 /// Joins the ustar prefix and name fields.
 fn header_path(block: &[u8]) -> String {
     let name = c_string(&block[0..100]);
-    let prefix = if &block[257..262] == b"ustar" { c_string(&block[345..500]) } else { String::new() };
+    let prefix = if &block[257..262] == b"ustar" {
+        c_string(&block[345..500])
+    } else {
+        String::new()
+    };
     if prefix.is_empty() {
         name
     } else {
@@ -231,10 +251,19 @@ fn pax_path(data: &[u8]) -> Result<Option<String>> {
     let mut rest = data;
     let mut path = None;
     while !rest.is_empty() {
-        let space = rest.iter().position(|&b| b == b' ').context("malformed pax record")?;
-        let len: usize = std::str::from_utf8(&rest[..space])?.parse().context("pax record length")?;
-        ensure!(len > space && len <= rest.len(), "malformed pax record length");
-        let record = std::str::from_utf8(&rest[space + 1..len - 1]).context("pax record is not UTF-8")?;
+        let space = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .context("malformed pax record")?;
+        let len: usize = std::str::from_utf8(&rest[..space])?
+            .parse()
+            .context("pax record length")?;
+        ensure!(
+            len > space && len <= rest.len(),
+            "malformed pax record length"
+        );
+        let record =
+            std::str::from_utf8(&rest[space + 1..len - 1]).context("pax record is not UTF-8")?;
         if let Some(value) = record.strip_prefix("path=") {
             path = Some(value.to_string());
         }
@@ -267,14 +296,23 @@ mod tests {
         assert_eq!(bytes.len() % BLOCK, 0);
 
         let entries = read_entries(&bytes).unwrap();
-        let summary: Vec<_> = entries.iter().map(|e| (e.path.as_str(), e.kind, e.mode)).collect();
+        let summary: Vec<_> = entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.kind, e.mode))
+            .collect();
         assert_eq!(
             summary,
-            [("dir", Kind::Dir, 0o755), ("dir/a.txt", Kind::File, 0o644), (long.as_str(), Kind::File, 0o755)]
+            [
+                ("dir", Kind::Dir, 0o755),
+                ("dir/a.txt", Kind::File, 0o644),
+                (long.as_str(), Kind::File, 0o755)
+            ]
         );
         assert_eq!(entries[1].data, b"hello");
         assert_eq!(entries[2].data.len(), 600);
-        assert!(entries.iter().all(|e| e.uid == 0 && e.gid == 0 && e.mtime == 0));
+        assert!(entries
+            .iter()
+            .all(|e| e.uid == 0 && e.gid == 0 && e.mtime == 0));
     }
 
     #[test]
