@@ -18,7 +18,7 @@ pub enum Artifact {
     Component,
     /// WebAssembly text; Wasmtime parses it as a module or component.
     Text,
-    /// An ELF executable: a Linux container, not ours to run as Wasm.
+    /// An ELF executable or a `#!` script: a Linux container, run by runc.
     Native,
 }
 
@@ -34,12 +34,56 @@ impl Artifact {
                 _ => None,
             };
         }
-        if bytes.starts_with(b"\x7fELF") {
+        if bytes.starts_with(b"\x7fELF") || bytes.starts_with(b"#!") {
             return Some(Self::Native);
         }
         let text = std::str::from_utf8(bytes.get(..bytes.len().min(4096))?).ok()?;
         let first = text.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
         (first.starts_with('(') || first.starts_with(";;")).then_some(Self::Text)
+    }
+}
+
+/// An opened bundle: its spec, and its rootfs mounted where the spec says.
+pub struct Bundle {
+    pub path: PathBuf,
+    pub spec: Spec,
+    pub rootfs: PathBuf,
+    mounted: bool,
+}
+
+/// The file a container starts, read and classified.
+pub struct Entrypoint {
+    pub arg0: String,
+    pub bytes: Vec<u8>,
+    pub artifact: Option<Artifact>,
+}
+
+impl Bundle {
+    /// Reads the spec and mounts the rootfs containerd passed (if any).
+    pub fn open(path: &Path, mounts: &[Mount]) -> Result<Self> {
+        let spec = read_spec(path)?;
+        let rootfs = mount_rootfs(path, &spec, mounts)?;
+        Ok(Self { path: path.to_path_buf(), spec, rootfs, mounted: !mounts.is_empty() })
+    }
+
+    /// Finds `process.args[0]` in the rootfs and reads it.
+    pub fn entrypoint(&self) -> Result<Entrypoint> {
+        let process = self.spec.process().as_ref().ok_or_else(|| ShimError::invalid("OCI spec has no process"))?;
+        let arg0 = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
+        let path_env = process.env().iter().flatten().find_map(|kv| kv.strip_prefix("PATH="));
+        let cwd = process.cwd().to_string_lossy();
+        let path = resolve_entrypoint(&self.rootfs, &arg0, &cwd, path_env)?;
+        let bytes = std::fs::read(&path).with_context(|| format!("read entrypoint {arg0}"))?;
+        let artifact = Artifact::detect(&bytes);
+        Ok(Entrypoint { arg0, bytes, artifact })
+    }
+
+    /// Unmounts what `open` mounted. Blocking.
+    pub fn release(&self) -> anyhow::Result<()> {
+        if self.mounted {
+            unmount_rootfs(&self.path)?;
+        }
+        Ok(())
     }
 }
 
@@ -151,7 +195,8 @@ mod tests {
         assert_eq!(Artifact::detect(b"\0asm\x0d\0\x01\0rest"), Some(Artifact::Component));
         assert_eq!(Artifact::detect(b"\x7fELF\x02\x01"), Some(Artifact::Native));
         assert_eq!(Artifact::detect(b"  (module)"), Some(Artifact::Text));
-        assert_eq!(Artifact::detect(b"#!/bin/sh\necho"), None);
+        assert_eq!(Artifact::detect(b"#!/bin/sh\necho"), Some(Artifact::Native));
+        assert_eq!(Artifact::detect(b"MZ\x90\x00 not wasm"), None);
         assert_eq!(Artifact::detect(b"\0asm"), None);
         assert_eq!(Artifact::detect(&[0xff, 0xfe, 0x00]), None);
     }

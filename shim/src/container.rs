@@ -1,17 +1,16 @@
 //! A Wasm container's state: its status machine, exit record and the parts
-//! it owns (rootfs mount, stdio copies, scratch dirs). Lifecycle rules live
-//! here as predicates; the RPC layer only asks them.
+//! it owns (bundle and rootfs mount, stdio copies, cgroup, scratch dirs).
+//! Lifecycle rules live here as predicates; the RPC layer only asks them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::Context;
 use containerd_shim::asynchronous::io::{IoTasks, Stdio};
-use oci_spec::runtime::Spec;
 use tokio::sync::watch;
 
-use crate::bundle::{self, Artifact};
+use crate::bundle::{Artifact, Bundle, Entrypoint};
+use crate::cgroups::{self, ContainerCgroup};
 use crate::engine::WasmEngine;
 use crate::error::{Result, ShimError};
 use crate::instance::{Interrupt, Linkers, Prepared};
@@ -44,7 +43,7 @@ pub struct Exit {
 
 pub struct Container {
     pub id: String,
-    pub bundle: PathBuf,
+    pub bundle: Bundle,
     pub stdio: Stdio,
     pub io: IoTasks,
     pub status: Status,
@@ -53,83 +52,67 @@ pub struct Container {
     pub plan: Option<(Prepared, Capabilities)>,
     pub interrupt: Arc<Interrupt>,
     pub exited: watch::Sender<Option<Exit>>,
-    rootfs_mounted: bool,
+    /// The container's cgroup (CPU is accounted per guest thread).
+    pub cgroup: Option<Arc<ContainerCgroup>>,
     scratch: PathBuf,
 }
 
-/// The inputs of Create, already validated by containerd.
-pub struct CreateRequest {
-    pub id: String,
-    pub bundle: PathBuf,
-    pub rootfs: Vec<containerd_shim::protos::types::mount::Mount>,
-    pub stdio: Stdio,
-}
-
 impl Container {
-    /// Mounts the rootfs, finds and compiles the entrypoint, and grants
-    /// capabilities. Blocking; undoes the mount on failure.
-    pub fn create(req: CreateRequest, engine: &WasmEngine, linkers: &Linkers) -> Result<Self> {
-        let spec = bundle::read_spec(&req.bundle)?;
-        let rootfs = bundle::mount_rootfs(&req.bundle, &spec, &req.rootfs)?;
-        let rootfs_mounted = !req.rootfs.is_empty();
-        let scratch = req.bundle.join("wasm-scratch");
-        match Self::prepare(&req, &spec, &rootfs, &scratch, engine, linkers) {
-            Ok(plan) => Ok(Self {
-                id: req.id,
-                bundle: req.bundle,
-                stdio: req.stdio,
+    /// Compiles the entrypoint and grants capabilities. Blocking. On failure
+    /// the bundle is handed back for the caller to release.
+    pub fn create(
+        id: &str,
+        bundle: Bundle,
+        entry: &Entrypoint,
+        stdio: Stdio,
+        engine: &WasmEngine,
+        linkers: &Linkers,
+    ) -> std::result::Result<Self, (ShimError, Bundle)> {
+        let scratch = bundle.path.join("wasm-scratch");
+        let prepared = Self::prepare(id, &bundle, entry, &scratch, engine, linkers)
+            .and_then(|plan| Ok((plan, cgroups::for_container(&bundle.spec)?.map(Arc::new))));
+        match prepared {
+            Ok((plan, cgroup)) => Ok(Self {
+                id: id.to_string(),
+                bundle,
+                stdio,
                 io: IoTasks::default(),
                 status: Status::Created,
                 exit: None,
                 plan: Some(plan),
                 interrupt: Arc::default(),
                 exited: watch::channel(None).0,
-                rootfs_mounted,
+                cgroup,
                 scratch,
             }),
             Err(e) => {
-                if rootfs_mounted {
-                    if let Err(ue) = bundle::unmount_rootfs(&req.bundle) {
-                        log::warn!("container {}: cleanup after failed create: {ue:#}", req.id);
-                    }
-                }
                 let _ = std::fs::remove_dir_all(&scratch);
-                Err(e)
+                Err((e, bundle))
             }
         }
     }
 
     fn prepare(
-        req: &CreateRequest,
-        spec: &Spec,
-        rootfs: &Path,
+        id: &str,
+        bundle: &Bundle,
+        entry: &Entrypoint,
         scratch: &Path,
         engine: &WasmEngine,
         linkers: &Linkers,
     ) -> Result<(Prepared, Capabilities)> {
-        let caps = Capabilities::from_spec(spec, rootfs, scratch)?;
-        let arg0 = caps.args.first().map(String::as_str).unwrap_or("");
-        let path_env = caps.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
-        let entry = bundle::resolve_entrypoint(rootfs, arg0, &caps.cwd, path_env)?;
-        let bytes = std::fs::read(&entry).with_context(|| format!("read entrypoint {arg0}"))?;
-        let artifact = match Artifact::detect(&bytes) {
-            Some(Artifact::Native) => {
-                return Err(ShimError::invalid(format!(
-                    "entrypoint {arg0} is a native executable, not WebAssembly; run it with runc"
-                )))
+        let caps = Capabilities::from_spec(&bundle.spec, &bundle.rootfs, scratch)?;
+        let arg0 = &entry.arg0;
+        let artifact = match entry.artifact {
+            Some(Artifact::Native) | None => {
+                return Err(ShimError::invalid(format!("entrypoint {arg0} is not a WebAssembly module or component")))
             }
             Some(a) => a,
-            None => {
-                return Err(ShimError::invalid(format!(
-                    "entrypoint {arg0} is not a WebAssembly module or component (bad magic or version)"
-                )))
-            }
         };
         let compiled = engine
-            .load(&bytes, artifact)
+            .load(&entry.bytes, artifact)
             .map_err(|e| ShimError::invalid(format!("entrypoint {arg0}: {e:#}")))?;
         let prepared = linkers.prepare(&compiled).map_err(|e| ShimError::invalid(format!("entrypoint {arg0}: {e:#}")))?;
-        log::debug!("container {}: prepared {arg0} ({artifact:?})", req.id);
+        log::debug!("container {id}: prepared {arg0} ({artifact:?})");
         Ok((prepared, caps))
     }
 
@@ -146,10 +129,10 @@ impl Container {
     /// Releases what the container holds on the host. Blocking.
     pub fn release(&self) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&self.scratch);
-        if self.rootfs_mounted {
-            bundle::unmount_rootfs(&self.bundle)?;
+        if let Some(cg) = &self.cgroup {
+            cg.remove();
         }
-        Ok(())
+        self.bundle.release()
     }
 }
 

@@ -115,17 +115,21 @@ impl WasmEngine {
     }
 }
 
-/// Where compiled code lives: `$CONTAINERD_SHIM_WASMTIME_CACHE_DIR`, or next
-/// to containerd's runtime state: a bundle is `<state>/io.containerd.runtime.v2.task/<ns>/<id>`.
-pub fn cache_dir_for(bundle: &std::path::Path) -> PathBuf {
-    if let Some(dir) = std::env::var_os("CONTAINERD_SHIM_WASMTIME_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
+/// The shim's own state directory, beside containerd's runtime state: a
+/// bundle is `<state>/io.containerd.runtime.v2.task/<ns>/<id>`.
+pub fn state_dir_for(bundle: &std::path::Path) -> PathBuf {
     match bundle.ancestors().nth(3) {
-        Some(state) if state != std::path::Path::new("/") && !state.as_os_str().is_empty() => {
-            state.join(crate::RUNTIME_ID).join("compile-cache")
-        }
-        _ => PathBuf::from("/var/lib/containerd-shim-wasmtime/compile-cache"),
+        Some(state) if state != std::path::Path::new("/") && !state.as_os_str().is_empty() => state.join(crate::RUNTIME_ID),
+        _ => PathBuf::from("/run/containerd").join(crate::RUNTIME_ID),
+    }
+}
+
+/// Where compiled code lives: `$CONTAINERD_SHIM_WASMTIME_CACHE_DIR`, or the
+/// shim's state directory.
+pub fn cache_dir_for(bundle: &std::path::Path) -> PathBuf {
+    match std::env::var_os("CONTAINERD_SHIM_WASMTIME_CACHE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => state_dir_for(bundle).join("compile-cache"),
     }
 }
 

@@ -173,6 +173,7 @@ pub struct Launch {
     pub caps: Capabilities,
     pub stdio: GuestStdio,
     pub interrupt: Arc<Interrupt>,
+    pub cgroup: Option<Arc<crate::cgroups::ContainerCgroup>>,
 }
 
 /// Starts the guest on its own thread and returns once it is instantiated
@@ -190,6 +191,9 @@ pub async fn start(launch: Launch) -> Result<oneshot::Receiver<u32>> {
 }
 
 fn guest_thread(launch: Launch, started: oneshot::Sender<Result<()>>, exit: oneshot::Sender<u32>) {
+    if let Some(cg) = &launch.cgroup {
+        cg.add_thread(nix::unistd::gettid().as_raw() as u64);
+    }
     if let Err(e) = crate::netns::enter(&launch.caps.network) {
         let _ = started.send(Err(e));
         return;
@@ -210,7 +214,7 @@ fn guest_thread(launch: Launch, started: oneshot::Sender<Result<()>>, exit: ones
 }
 
 async fn run(launch: Launch, started: oneshot::Sender<Result<()>>) -> Option<u32> {
-    let Launch { id, engine, prepared, caps, stdio, interrupt } = launch;
+    let Launch { id, engine, prepared, caps, stdio, interrupt, .. } = launch;
     let mut builder = match caps.builder() {
         Ok(b) => b,
         Err(e) => {

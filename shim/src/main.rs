@@ -3,10 +3,12 @@
 
 mod bundle;
 mod cache;
+mod cgroups;
 mod container;
 mod engine;
 mod error;
 mod instance;
+mod linux;
 mod netns;
 mod service;
 mod stdio;

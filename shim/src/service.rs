@@ -15,6 +15,7 @@ use containerd_shim::{Config, Error, Flags, StartOpts};
 
 use crate::engine::{cache_dir_for, WasmEngine};
 use crate::instance::Linkers;
+use crate::linux::Runc;
 use crate::task::TaskService;
 
 /// containerd's annotation naming a CRI container's pod sandbox.
@@ -67,8 +68,15 @@ impl Shim for Service {
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
         let engine = WasmEngine::new(cache_dir_for(&self.bundle)).and_then(|e| Ok((Linkers::new(e.engine())?, e)));
+        let runc = match Runc::new(&Runc::root_for(&self.bundle, &self.namespace)) {
+            Ok(runc) => Some(runc),
+            Err(e) => {
+                log::warn!("Linux containers unavailable: {e:#}");
+                None
+            }
+        };
         match engine {
-            Ok((linkers, engine)) => TaskService::new(engine, linkers, publisher, self.namespace.clone(), self.exit.clone()),
+            Ok((linkers, engine)) => TaskService::new(engine, linkers, runc, publisher, self.namespace.clone(), self.exit.clone()),
             Err(e) => {
                 // Without an engine there is nothing this shim can serve.
                 log::error!("cannot set up wasmtime: {e:#}");

@@ -1,6 +1,6 @@
 //! The task service: one thin method per RPC. Each locks the container map
-//! briefly, delegates to the container, and publishes the matching event
-//! after the lock is released.
+//! briefly, delegates to the container (a Wasm guest, or a Linux container
+//! run by runc), and publishes the matching event after the lock is released.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,41 +20,117 @@ use containerd_shim::protos::topics;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Context, TtrpcContext, TtrpcResult};
 
-use crate::container::{self, Container, CreateRequest, Exit, Status};
+use containerd_shim::asynchronous::io::IoTasks;
+use containerd_shim::protos::types::task::ProcessInfo;
+
+use crate::bundle::{Artifact, Bundle};
+use crate::container::{self, Container, Exit, Status};
 use crate::engine::WasmEngine;
 use crate::error::{Result, ShimError};
 use crate::instance::{self, Launch, Linkers};
+use crate::linux::{self, LinuxContainer, Runc};
 
-type Containers = Arc<Mutex<HashMap<String, Container>>>;
+/// A container of either kind, as the task API sees it.
+enum Entry {
+    Wasm(Container),
+    Linux(LinuxContainer),
+}
+
+impl Entry {
+    fn status(&self) -> Status {
+        match self {
+            Entry::Wasm(c) => c.status,
+            Entry::Linux(c) => c.status,
+        }
+    }
+    fn exit(&self) -> Option<Exit> {
+        match self {
+            Entry::Wasm(c) => c.exit,
+            Entry::Linux(c) => c.exit,
+        }
+    }
+    fn exited(&self) -> &tokio::sync::watch::Sender<Option<Exit>> {
+        match self {
+            Entry::Wasm(c) => &c.exited,
+            Entry::Linux(c) => &c.exited,
+        }
+    }
+    fn io(&self) -> &IoTasks {
+        match self {
+            Entry::Wasm(c) => &c.io,
+            Entry::Linux(c) => &c.io,
+        }
+    }
+    fn stdio(&self) -> &Stdio {
+        match self {
+            Entry::Wasm(c) => &c.stdio,
+            Entry::Linux(c) => &c.stdio,
+        }
+    }
+    fn bundle(&self) -> &crate::bundle::Bundle {
+        match self {
+            Entry::Wasm(c) => &c.bundle,
+            Entry::Linux(c) => &c.bundle,
+        }
+    }
+    /// A Wasm container runs in the shim; a Linux one is its own process.
+    fn pid(&self) -> u32 {
+        match self {
+            Entry::Wasm(_) => std::process::id(),
+            Entry::Linux(c) => c.pid,
+        }
+    }
+    fn set_exited(&mut self, code: u32) -> Exit {
+        match self {
+            Entry::Wasm(c) => c.set_exited(code),
+            Entry::Linux(c) => c.set_exited(code),
+        }
+    }
+}
+
+type Containers = Arc<Mutex<HashMap<String, Entry>>>;
 
 #[derive(Clone)]
 pub struct TaskService {
     containers: Containers,
     engine: Arc<WasmEngine>,
     linkers: Arc<Linkers>,
+    runc: Option<Runc>,
     events: Events,
     exit: Arc<ExitSignal>,
 }
 
 impl TaskService {
-    pub fn new(engine: Arc<WasmEngine>, linkers: Linkers, publisher: RemotePublisher, namespace: String, exit: Arc<ExitSignal>) -> Self {
+    pub fn new(
+        engine: Arc<WasmEngine>,
+        linkers: Linkers,
+        runc: Option<Runc>,
+        publisher: RemotePublisher,
+        namespace: String,
+        exit: Arc<ExitSignal>,
+    ) -> Self {
         Self {
             containers: Containers::default(),
             engine,
             linkers: Arc::new(linkers),
+            runc,
             events: Events { publisher: Arc::new(publisher), namespace },
             exit,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Container>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         self.containers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
+    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Entry) -> Result<T>) -> Result<T> {
         let mut map = self.lock();
         let c = map.get_mut(id).ok_or_else(|| ShimError::NotFound(format!("container {id} not found")))?;
         f(c)
+    }
+
+    fn runc(&self) -> Result<&Runc> {
+        self.runc.as_ref().ok_or_else(|| ShimError::FailedPrecondition("runc is not available to run Linux containers".into()))
     }
 
     async fn create(&self, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
@@ -62,14 +138,46 @@ impl TaskService {
             return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)));
         }
         let stdio = Stdio::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
-        let request = CreateRequest { id: req.id.clone(), bundle: PathBuf::from(&req.bundle), rootfs: req.rootfs.clone(), stdio };
-        let (engine, linkers) = (self.engine.clone(), self.linkers.clone());
-        let container = tokio::task::spawn_blocking(move || Container::create(request, &engine, &linkers))
-            .await
-            .map_err(|e| anyhow::anyhow!("create task panicked: {e}"))?
-            .inspect_err(|e| log::error!("create {}: {e}", req.id))?;
-        self.lock().insert(req.id.clone(), container);
-        let pid = std::process::id();
+        let (path, mounts) = (PathBuf::from(&req.bundle), req.rootfs.clone());
+        let (bundle, entry) = blocking(move || {
+            let bundle = Bundle::open(&path, &mounts)?;
+            match bundle.entrypoint() {
+                Ok(entry) => Ok((bundle, entry)),
+                Err(e) => {
+                    release(&bundle);
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .inspect_err(|e| log::error!("create {}: {e}", req.id))?;
+        let created = match entry.artifact {
+            Some(Artifact::Native) => match self.runc() {
+                Ok(runc) => LinuxContainer::create(&req.id, bundle, stdio, runc).await.map(Entry::Linux),
+                Err(e) => Err((e, bundle)),
+            },
+            _ => {
+                let (engine, linkers, id) = (self.engine.clone(), self.linkers.clone(), req.id.clone());
+                blocking(move || Ok(Container::create(&id, bundle, &entry, stdio, &engine, &linkers).map(Entry::Wasm))).await?
+            }
+        };
+        let entry = match created {
+            Ok(entry) => entry,
+            Err((e, bundle)) => {
+                log::error!("create {}: {e}", req.id);
+                let _ = blocking(move || {
+                    release(&bundle);
+                    Ok(())
+                })
+                .await;
+                return Err(e);
+            }
+        };
+        let pid = entry.pid();
+        if let Entry::Linux(c) = &entry {
+            tokio::spawn(self.clone().reap_linux(req.id.clone(), c.pid));
+        }
+        self.lock().insert(req.id.clone(), entry);
         self.events.publish(topics::TASK_CREATE_EVENT_TOPIC, TaskCreate {
             container_id: req.id.clone(),
             bundle: req.bundle.clone(),
@@ -84,42 +192,86 @@ impl TaskService {
 
     async fn start(&self, req: api::StartRequest) -> Result<api::StartResponse> {
         no_exec(&req.exec_id)?;
-        let launch = self.with(&req.id, |c| {
-            if !c.status.can_start() {
-                return Err(ShimError::FailedPrecondition(format!("container {} is {:?}, not created", c.id, c.status)));
+        enum Plan {
+            Wasm(Launch),
+            Linux(u32),
+        }
+        let plan = self.with(&req.id, |entry| {
+            if !entry.status().can_start() {
+                return Err(ShimError::FailedPrecondition(format!("container {} is {:?}, not created", req.id, entry.status())));
             }
-            let (prepared, caps) = c.plan.take().ok_or_else(|| ShimError::FailedPrecondition(format!("container {} has nothing to start", c.id)))?;
-            let stdio = crate::stdio::connect(&c.io, &c.stdio)?;
-            c.status = Status::Running;
-            Ok(Launch { id: c.id.clone(), engine: self.engine.engine().clone(), prepared, caps, stdio, interrupt: c.interrupt.clone() })
+            match entry {
+                Entry::Wasm(c) => {
+                    let (prepared, caps) = c.plan.take().ok_or_else(|| ShimError::FailedPrecondition(format!("container {} has nothing to start", c.id)))?;
+                    let stdio = crate::stdio::connect(&c.io, &c.stdio)?;
+                    c.status = Status::Running;
+                    Ok(Plan::Wasm(Launch {
+                        id: c.id.clone(),
+                        engine: self.engine.engine().clone(),
+                        prepared,
+                        caps,
+                        stdio,
+                        interrupt: c.interrupt.clone(),
+                        cgroup: c.cgroup.clone(),
+                    }))
+                }
+                Entry::Linux(c) => Ok(Plan::Linux(c.pid)),
+            }
         })?;
-        let exit_rx = match instance::start(launch).await {
-            Ok(rx) => rx,
-            Err(e) => {
-                let io = self.with(&req.id, |c| {
-                    c.set_exited(instance::TRAP_EXIT_CODE);
-                    Ok(c.io.clone())
+        let pid = match plan {
+            Plan::Wasm(launch) => {
+                let exit_rx = match instance::start(launch).await {
+                    Ok(rx) => rx,
+                    Err(e) => {
+                        let io = self.with(&req.id, |c| {
+                            c.set_exited(instance::TRAP_EXIT_CODE);
+                            Ok(c.io().clone())
+                        })?;
+                        io.abort().await;
+                        log::error!("start {}: {e:#}", req.id);
+                        return Err(ShimError::FailedPrecondition(format!("start container {}: {e:#}", req.id)));
+                    }
+                };
+                tokio::spawn(self.clone().reap_wasm(req.id.clone(), exit_rx));
+                std::process::id()
+            }
+            Plan::Linux(pid) => {
+                linux::start(self.runc()?, &req.id).await?;
+                self.with(&req.id, |c| {
+                    if let Entry::Linux(c) = c {
+                        if c.status == Status::Created {
+                            c.status = Status::Running;
+                        }
+                    }
+                    Ok(())
                 })?;
-                io.abort().await;
-                log::error!("start {}: {e:#}", req.id);
-                return Err(ShimError::FailedPrecondition(format!("start container {}: {e:#}", req.id)));
+                pid
             }
         };
-        let pid = std::process::id();
         self.events.publish(topics::TASK_START_EVENT_TOPIC, TaskStart { container_id: req.id.clone(), pid, ..Default::default() }).await;
-        tokio::spawn(self.clone().reap(req.id.clone(), exit_rx));
         log::info!("started container {}", req.id);
         Ok(api::StartResponse { pid, ..Default::default() })
     }
 
-    /// Waits for a guest to end, drains its output, then records the exit.
-    async fn reap(self, id: String, exit_rx: tokio::sync::oneshot::Receiver<u32>) {
+    /// Waits for a guest to end, then records the exit.
+    async fn reap_wasm(self, id: String, exit_rx: tokio::sync::oneshot::Receiver<u32>) {
         let code = exit_rx.await.unwrap_or(instance::TRAP_EXIT_CODE);
-        let io = self.with(&id, |c| Ok(c.io.clone()));
-        if let Ok(io) = io {
+        self.record_exit(id, code).await;
+    }
+
+    /// Waits for a Linux container's init process to end, then records the exit.
+    async fn reap_linux(self, id: String, pid: u32) {
+        let code = linux::wait_for_exit(pid).await;
+        self.record_exit(id, code).await;
+    }
+
+    /// Drains the container's output, then marks it stopped and tells containerd.
+    async fn record_exit(&self, id: String, code: u32) {
+        if let Ok(io) = self.with(&id, |c| Ok(c.io().clone())) {
             io.shutdown().await;
         }
-        if let Ok(exit) = self.with(&id, |c| Ok(c.set_exited(code))) {
+        let exit = self.with(&id, |c| Ok((c.status() != Status::Stopped).then(|| c.set_exited(code))));
+        if let Ok(Some(exit)) = exit {
             log::info!("container {id} exited with status {code}");
             self.publish_exit(&id, exit).await;
         }
@@ -129,7 +281,7 @@ impl TaskService {
         self.events.publish(topics::TASK_EXIT_EVENT_TOPIC, TaskExit {
             container_id: id.to_string(),
             id: id.to_string(),
-            pid: std::process::id(),
+            pid: self.with(id, |c| Ok(c.pid())).unwrap_or_else(|_| std::process::id()),
             exit_status: exit.code,
             exited_at: MessageField::some(timestamp(exit.at)),
             ..Default::default()
@@ -138,24 +290,26 @@ impl TaskService {
 
     async fn kill(&self, req: api::KillRequest) -> Result<()> {
         no_exec(&req.exec_id)?;
-        let Some(code) = container::terminating(req.signal) else {
-            log::debug!("container {}: ignoring signal {}", req.id, req.signal);
-            return Ok(());
-        };
         enum Action {
             Interrupt,
-            Exited(Exit, containerd_shim::asynchronous::io::IoTasks),
+            Exited(Exit, IoTasks),
+            Runc,
+            Ignore,
         }
-        let action = self.with(&req.id, |c| {
-            if !c.status.can_kill() {
-                return Err(ShimError::NotFound(format!("container {}: process already finished", c.id)));
+        let action = self.with(&req.id, |entry| {
+            if !entry.status().can_kill() {
+                return Err(ShimError::NotFound(format!("container {}: process already finished", req.id)));
             }
-            Ok(match c.status {
-                Status::Running => {
-                    c.interrupt.raise(code as i32);
-                    Action::Interrupt
-                }
-                _ => Action::Exited(c.set_exited(128 + code), c.io.clone()),
+            Ok(match entry {
+                Entry::Linux(_) => Action::Runc,
+                Entry::Wasm(c) => match container::terminating(req.signal) {
+                    None => Action::Ignore,
+                    Some(code) if c.status == Status::Running => {
+                        c.interrupt.raise(code as i32);
+                        Action::Interrupt
+                    }
+                    Some(code) => Action::Exited(c.set_exited(128 + code), c.io.clone()),
+                },
             })
         })?;
         match action {
@@ -164,6 +318,8 @@ impl TaskService {
                 io.abort().await;
                 self.publish_exit(&req.id, exit).await;
             }
+            Action::Runc => linux::kill(self.runc()?, &req.id, req.signal, req.all).await?,
+            Action::Ignore => log::debug!("container {}: ignoring signal {}", req.id, req.signal),
         }
         log::info!("container {}: signal {} delivered", req.id, req.signal);
         Ok(())
@@ -171,23 +327,37 @@ impl TaskService {
 
     async fn delete(&self, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
         no_exec(&req.exec_id)?;
-        let container = {
+        let entry = {
             let mut map = self.lock();
             let c = map.get(&req.id).ok_or_else(|| ShimError::NotFound(format!("container {} not found", req.id)))?;
-            if !c.status.can_delete() {
+            if !c.status().can_delete() {
                 return Err(ShimError::FailedPrecondition(format!("container {} is running; kill it first", req.id)));
             }
             map.remove(&req.id).ok_or_else(|| ShimError::NotFound(req.id.clone()))?
         };
-        container.io.abort().await;
-        let exit = container.exit.unwrap_or(Exit { code: 0, at: SystemTime::now() });
-        let released = tokio::task::spawn_blocking(move || container.release().map(|_| container.id))
-            .await
-            .map_err(|e| anyhow::anyhow!("delete panicked: {e}"))?;
-        if let Err(e) = released {
-            log::warn!("delete {}: {e:#}", req.id);
+        if let Entry::Linux(_) = &entry {
+            if let Err(e) = linux::delete(self.runc()?, &req.id).await {
+                log::warn!("delete {}: {e}", req.id);
+            }
         }
-        let pid = std::process::id();
+        entry.io().abort().await;
+        let exit = entry.exit().unwrap_or(Exit { code: 128 + libc::SIGKILL as u32, at: SystemTime::now() });
+        let pid = entry.pid();
+        let released = blocking(move || {
+            match &entry {
+                Entry::Wasm(c) => {
+                    if let Err(e) = c.release() {
+                        log::warn!("delete {}: {e:#}", c.id);
+                    }
+                }
+                Entry::Linux(c) => release(&c.bundle),
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = released {
+            log::warn!("delete {}: {e}", req.id);
+        }
         self.events.publish(topics::TASK_DELETE_EVENT_TOPIC, TaskDelete {
             container_id: req.id.clone(),
             pid,
@@ -202,22 +372,23 @@ impl TaskService {
     fn state(&self, req: &api::StateRequest) -> Result<api::StateResponse> {
         no_exec(&req.exec_id)?;
         self.with(&req.id, |c| {
-            let status = match c.status {
+            let status = match c.status() {
                 Status::Created => ApiStatus::CREATED,
                 Status::Running => ApiStatus::RUNNING,
                 Status::Stopped => ApiStatus::STOPPED,
             };
+            let stdio = c.stdio();
             Ok(api::StateResponse {
-                id: c.id.clone(),
-                bundle: c.bundle.to_string_lossy().into_owned(),
-                pid: std::process::id(),
+                id: req.id.clone(),
+                bundle: c.bundle().path.to_string_lossy().into_owned(),
+                pid: c.pid(),
                 status: status.into(),
-                stdin: c.stdio.stdin.clone(),
-                stdout: c.stdio.stdout.clone(),
-                stderr: c.stdio.stderr.clone(),
-                terminal: c.stdio.terminal,
-                exit_status: c.exit.map(|e| e.code).unwrap_or(0),
-                exited_at: c.exit.map(|e| timestamp(e.at)).into(),
+                stdin: stdio.stdin.clone(),
+                stdout: stdio.stdout.clone(),
+                stderr: stdio.stderr.clone(),
+                terminal: stdio.terminal,
+                exit_status: c.exit().map(|e| e.code).unwrap_or(0),
+                exited_at: c.exit().map(|e| timestamp(e.at)).into(),
                 ..Default::default()
             })
         })
@@ -225,7 +396,7 @@ impl TaskService {
 
     async fn wait(&self, req: api::WaitRequest) -> Result<api::WaitResponse> {
         no_exec(&req.exec_id)?;
-        let mut rx = self.with(&req.id, |c| Ok(c.exited.subscribe()))?;
+        let mut rx = self.with(&req.id, |c| Ok(c.exited().subscribe()))?;
         let exit = loop {
             if let Some(exit) = *rx.borrow_and_update() {
                 break exit;
@@ -237,17 +408,21 @@ impl TaskService {
         Ok(api::WaitResponse { exit_status: exit.code, exited_at: MessageField::some(timestamp(exit.at)), ..Default::default() })
     }
 
-    fn pids(&self, req: &api::PidsRequest) -> Result<api::PidsResponse> {
-        self.with(&req.id, |_| Ok(()))?;
-        let info = containerd_shim::protos::types::task::ProcessInfo { pid: std::process::id(), ..Default::default() };
-        Ok(api::PidsResponse { processes: vec![info], ..Default::default() })
+    async fn pids(&self, req: &api::PidsRequest) -> Result<api::PidsResponse> {
+        let (pid, linux) = self.with(&req.id, |c| Ok((c.pid(), matches!(c, Entry::Linux(_)))))?;
+        let pids = if linux { linux::pids(self.runc()?, &req.id).await? } else { vec![pid] };
+        let processes = pids.into_iter().map(|pid| ProcessInfo { pid, ..Default::default() }).collect();
+        Ok(api::PidsResponse { processes, ..Default::default() })
     }
 
     fn stats(&self, req: &api::StatsRequest) -> Result<api::StatsResponse> {
-        self.with(&req.id, |_| Ok(()))?;
-        // Guests run inside the shim, so the shim's cgroup is the container's.
-        let cgroup = containerd_shim::cgroup::get_cgroup(std::process::id()).map_err(|e| anyhow::anyhow!("find cgroup: {e}"))?;
-        let metrics = containerd_shim::cgroup::collect_metrics(&cgroup).map_err(|e| anyhow::anyhow!("collect metrics: {e}"))?;
+        let metrics = self.with(&req.id, |c| match c {
+            Entry::Wasm(c) => match &c.cgroup {
+                Some(cg) => Ok(cg.metrics()?),
+                None => Ok(process_metrics(std::process::id())?),
+            },
+            Entry::Linux(c) => Ok(process_metrics(c.pid)?),
+        })?;
         let any = containerd_shim::util::convert_to_any(Box::new(metrics)).map_err(|e| anyhow::anyhow!("encode metrics: {e}"))?;
         Ok(api::StatsResponse { stats: MessageField::some(any), ..Default::default() })
     }
@@ -255,9 +430,34 @@ impl TaskService {
     fn close_io(&self, req: &api::CloseIORequest) -> Result<()> {
         no_exec(&req.exec_id)?;
         self.with(&req.id, |c| {
-            c.io.close_input();
+            c.io().close_input();
             Ok(())
         })
+    }
+
+    /// Pause, Resume and Update are runc's for Linux containers; Wasm
+    /// containers do not support them (see the README).
+    fn linux_only(&self, id: &str, op: &'static str) -> Result<()> {
+        match self.with(id, |c| Ok(matches!(c, Entry::Linux(_))))? {
+            true => Ok(()),
+            false => Err(ShimError::Unimplemented(op)),
+        }
+    }
+}
+
+fn process_metrics(pid: u32) -> anyhow::Result<containerd_shim::protos::cgroups::metrics::Metrics> {
+    let cgroup = containerd_shim::cgroup::get_cgroup(pid).map_err(|e| anyhow::anyhow!("find cgroup of {pid}: {e}"))?;
+    containerd_shim::cgroup::collect_metrics(&cgroup).map_err(|e| anyhow::anyhow!("collect metrics: {e}"))
+}
+
+/// Runs blocking work (mounts, file reads, compiles) off the RPC threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ShimError::Internal(anyhow::anyhow!("blocking task failed: {e}")))?
+}
+
+fn release(bundle: &Bundle) {
+    if let Err(e) = bundle.release() {
+        log::warn!("release bundle {}: {e:#}", bundle.path.display());
     }
 }
 
@@ -317,7 +517,7 @@ impl Task for TaskService {
     }
 
     async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
-        Ok(TaskService::pids(self, &req)?)
+        Ok(TaskService::pids(self, &req).await?)
     }
 
     async fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
@@ -350,19 +550,28 @@ impl Task for TaskService {
         Err(ShimError::Unimplemented("ResizePty (Wasm containers have no terminal)").into())
     }
 
-    async fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> TtrpcResult<api::Empty> {
-        Err(ShimError::Unimplemented("Pause").into())
+    async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        self.linux_only(&req.id, "Pause of a Wasm container")?;
+        linux::pause(self.runc()?, &req.id).await?;
+        Ok(api::Empty::default())
     }
 
-    async fn resume(&self, _ctx: &TtrpcContext, _req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
-        Err(ShimError::Unimplemented("Resume").into())
+    async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+        self.linux_only(&req.id, "Resume of a Wasm container")?;
+        linux::resume(self.runc()?, &req.id).await?;
+        Ok(api::Empty::default())
     }
 
     async fn checkpoint(&self, _ctx: &TtrpcContext, _req: api::CheckpointTaskRequest) -> TtrpcResult<api::Empty> {
         Err(ShimError::Unimplemented("Checkpoint").into())
     }
 
-    async fn update(&self, _ctx: &TtrpcContext, _req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
-        Err(ShimError::Unimplemented("Update").into())
+    async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+        self.linux_only(&req.id, "Update of a Wasm container")?;
+        // containerd sends the resources as JSON inside an Any.
+        let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&req.resources.value)
+            .map_err(|e| ShimError::invalid(format!("update {}: bad resources: {e}", req.id)))?;
+        linux::update(self.runc()?, &req.id, &resources).await?;
+        Ok(api::Empty::default())
     }
 }

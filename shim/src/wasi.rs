@@ -26,7 +26,6 @@ pub struct Preopen {
 pub struct Capabilities {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
-    pub cwd: String,
     pub preopens: Vec<Preopen>,
     pub network: Network,
     /// Per-instance bound on linear memory, from `linux.resources.memory.limit`.
@@ -80,7 +79,7 @@ impl Capabilities {
             .and_then(|m| m.limit())
             .filter(|l| *l > 0)
             .map(|l| l as u64);
-        Ok(Self { args, env, cwd: process.cwd().to_string_lossy().into_owned(), preopens, network, memory_limit })
+        Ok(Self { args, env, preopens, network, memory_limit })
     }
 
     /// The WASI context builder for these capabilities (stdio is added by the caller).
@@ -153,7 +152,6 @@ mod tests {
         assert!(caps.preopens[1].host.starts_with(scratch.path()));
         assert_eq!(caps.network, Network::Private);
         assert_eq!(caps.memory_limit, Some(1048576));
-        assert_eq!(caps.cwd, "/work");
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn unsupported_operations_say_so() {
     assert!(stderr(&exec).contains("Exec is not supported"), "{}", stderr(&exec));
     let pause = ctr(&["tasks", "pause", &id]);
     assert!(!pause.status.success());
-    assert!(stderr(&pause).contains("Pause is not supported"), "{}", stderr(&pause));
+    assert!(stderr(&pause).contains("Pause of a Wasm container is not supported"), "{}", stderr(&pause));
     assert_eq!(task_status(&id).as_deref(), Some("RUNNING"));
     remove(&id);
 }

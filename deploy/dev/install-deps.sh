@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on Debian 12: containerd
+# and runc (Debian's), CNI plugins, busybox-static (native test images), the
+# wasm targets. Safe to run again; installs only what is missing.
+set -euo pipefail
+
+packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler wrk)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # The package's service is not used: tests run their own containerd.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+rustup target add wasm32-wasip1 wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip1 wasm32-wasip2

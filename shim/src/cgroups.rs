@@ -1,0 +1,79 @@
+//! Cgroups for Wasm containers. A guest runs on a thread of the shim, so its
+//! CPU is accounted by moving that thread into the cgroup containerd names in
+//! `cgroupsPath`. Memory is charged per process by the kernel, so the shim
+//! itself joins the parent (pod-level) cgroup: the pod's limits then bound
+//! every Wasm container of the pod, and each container's linear memory is
+//! bounded by its own limit in the store.
+
+use std::sync::Once;
+
+use anyhow::Context;
+use cgroups_rs::fs::{hierarchies, Cgroup};
+use cgroups_rs::CgroupPid;
+use containerd_shim::protos::cgroups::metrics::Metrics;
+use oci_spec::runtime::Spec;
+
+use crate::error::Result;
+
+pub struct ContainerCgroup {
+    path: String,
+    cgroup: Cgroup,
+}
+
+/// The cgroup for a Wasm container, if the spec names one (cgroupfs paths
+/// only; systemd `slice:prefix:name` paths are left alone).
+pub fn for_container(spec: &Spec) -> Result<Option<ContainerCgroup>> {
+    let Some(linux) = spec.linux() else { return Ok(None) };
+    let Some(path) = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned()) else { return Ok(None) };
+    if path.is_empty() || (!path.starts_with('/') && path.contains(':')) {
+        log::debug!("not managing cgroup {path:?}");
+        return Ok(None);
+    }
+    let relative = path.trim_start_matches('/').to_string();
+    join_parent_once(&relative);
+    let cgroup = Cgroup::new(hierarchies::auto(), &relative).with_context(|| format!("create cgroup {path}"))?;
+    if let Some(resources) = linux.resources() {
+        // CPU and pids limits act on the guest thread; memory is bounded per store.
+        if let Err(e) = containerd_shim::cgroup::update_resources(&cgroup, resources) {
+            log::warn!("cgroup {path}: apply resources: {e}");
+        }
+    }
+    Ok(Some(ContainerCgroup { path, cgroup }))
+}
+
+/// Moves the whole shim into the pod-level cgroup, once.
+fn join_parent_once(relative: &str) {
+    static JOINED: Once = Once::new();
+    let Some(parent) = std::path::Path::new(relative).parent().filter(|p| !p.as_os_str().is_empty()) else { return };
+    let parent = parent.to_string_lossy().into_owned();
+    JOINED.call_once(|| {
+        let joined = Cgroup::new(hierarchies::auto(), &parent)
+            .map_err(anyhow::Error::from)
+            .and_then(|cg| cg.add_task_by_tgid(CgroupPid::from(std::process::id() as u64)).map_err(anyhow::Error::from));
+        match joined {
+            Ok(()) => log::info!("shim joined cgroup /{parent}"),
+            Err(e) => log::warn!("shim could not join cgroup /{parent}: {e:#}"),
+        }
+    });
+}
+
+impl ContainerCgroup {
+    /// Moves one thread (a guest's) into the container's cgroup; threads it
+    /// starts later inherit it.
+    pub fn add_thread(&self, tid: u64) {
+        if let Err(e) = self.cgroup.add_task(CgroupPid::from(tid)) {
+            log::warn!("cgroup {}: add thread {tid}: {e}", self.path);
+        }
+    }
+
+    pub fn metrics(&self) -> anyhow::Result<Metrics> {
+        containerd_shim::cgroup::collect_metrics(&self.cgroup).map_err(|e| anyhow::anyhow!("cgroup {} metrics: {e}", self.path))
+    }
+
+    /// Removes the cgroup; its threads have ended by now.
+    pub fn remove(&self) {
+        if let Err(e) = self.cgroup.delete() {
+            log::warn!("remove cgroup {}: {e}", self.path);
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Linux containers — a pod's sandbox (pause), sidecars, any native
+//! entrypoint — delegated to runc as containerd's runc shim would: runc
+//! creates them in their own namespaces and cgroups; the shim wires their
+//! stdio to containerd's FIFOs and reaps their init process, which is
+//! reparented to the shim (a child subreaper) once `runc create` returns.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use containerd_shim::asynchronous::io::{IoTasks, Stdio};
+use runc::io::{IoOption, PipedIo};
+use runc::options::{CreateOpts, DeleteOpts, GlobalOpts, KillOpts};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+use crate::bundle::Bundle;
+use crate::container::{Exit, Status};
+use crate::error::{Result, ShimError};
+
+/// The runc binary, with its state under a root of the shim's choosing.
+#[derive(Clone)]
+pub struct Runc(Arc<runc::Runc>);
+
+impl Runc {
+    pub fn new(root: &Path) -> anyhow::Result<Self> {
+        let runc = GlobalOpts::new().root(root).build().map_err(|e| anyhow::anyhow!("configure runc: {e}"))?;
+        Ok(Self(Arc::new(runc)))
+    }
+
+    /// runc's state root for containers of `namespace`, beside containerd's
+    /// state (derived from a bundle path like the compile cache).
+    pub fn root_for(bundle: &Path, namespace: &str) -> PathBuf {
+        crate::engine::state_dir_for(bundle).join("runc").join(namespace)
+    }
+}
+
+pub struct LinuxContainer {
+    pub bundle: Bundle,
+    pub stdio: Stdio,
+    pub io: IoTasks,
+    pub pid: u32,
+    pub status: Status,
+    pub exit: Option<Exit>,
+    pub exited: watch::Sender<Option<Exit>>,
+}
+
+impl LinuxContainer {
+    /// `runc create`: the container exists, its init waits for Start.
+    pub async fn create(id: &str, bundle: Bundle, stdio: Stdio, runc: &Runc) -> std::result::Result<Self, (ShimError, Bundle)> {
+        match Self::try_create(id, &bundle, &stdio, runc).await {
+            Ok((pid, io)) => Ok(Self {
+                bundle,
+                stdio,
+                io,
+                pid,
+                status: Status::Created,
+                exit: None,
+                exited: watch::channel(None).0,
+            }),
+            Err(e) => Err((e, bundle)),
+        }
+    }
+
+    async fn try_create(id: &str, bundle: &Bundle, stdio: &Stdio, runc: &Runc) -> Result<(u32, IoTasks)> {
+        let (uid, gid) = bundle
+            .spec
+            .process()
+            .as_ref()
+            .map(|p| (p.user().uid(), p.user().gid()))
+            .unwrap_or((0, 0));
+        let option = IoOption { open_stdin: !stdio.stdin.is_empty(), open_stdout: !stdio.stdout.is_empty(), open_stderr: !stdio.stderr.is_empty() };
+        let pipes = Arc::new(PipedIo::new(uid, gid, &option).context("create stdio pipes")?);
+        let pid_file = bundle.path.join("init.pid");
+        let opts = CreateOpts::new().io(pipes.clone()).pid_file(&pid_file);
+        runc.0
+            .create(id, &bundle.path, Some(&opts))
+            .await
+            .map_err(|e| ShimError::FailedPrecondition(format!("runc create {id}: {e}")))?;
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .with_context(|| format!("read {}", pid_file.display()))?
+            .trim()
+            .parse()
+            .with_context(|| format!("parse {}", pid_file.display()))?;
+        let io = IoTasks::default();
+        let wire = || -> anyhow::Result<()> {
+            use runc::asynchronous::Io;
+            if let Some(w) = pipes.stdin() {
+                io.copy_from_fifo(&stdio.stdin, w).map_err(|e| anyhow::anyhow!("stdin: {e}"))?;
+            }
+            if let Some(r) = pipes.stdout() {
+                io.copy_to_fifo(r, &stdio.stdout).map_err(|e| anyhow::anyhow!("stdout: {e}"))?;
+            }
+            if let Some(r) = pipes.stderr() {
+                io.copy_to_fifo(r, &stdio.stderr).map_err(|e| anyhow::anyhow!("stderr: {e}"))?;
+            }
+            Ok(())
+        };
+        if let Err(e) = wire() {
+            let _ = runc.0.delete(id, Some(&DeleteOpts { force: true })).await;
+            return Err(e.context("connect stdio").into());
+        }
+        Ok((pid, io))
+    }
+
+    pub fn set_exited(&mut self, code: u32) -> Exit {
+        let exit = Exit { code, at: SystemTime::now() };
+        self.status = Status::Stopped;
+        self.exit = Some(exit);
+        self.exited.send_replace(Some(exit));
+        exit
+    }
+}
+
+pub async fn start(runc: &Runc, id: &str) -> Result<()> {
+    runc.0.start(id).await.map_err(|e| ShimError::FailedPrecondition(format!("runc start {id}: {e}")))?;
+    Ok(())
+}
+
+pub async fn kill(runc: &Runc, id: &str, signal: u32, all: bool) -> Result<()> {
+    runc.0
+        .kill(id, signal, Some(&KillOpts { all }))
+        .await
+        .map_err(|e| ShimError::NotFound(format!("runc kill {id}: {e}")))
+}
+
+/// `runc delete --force`: also fine for a container that never started.
+pub async fn delete(runc: &Runc, id: &str) -> Result<()> {
+    runc.0
+        .delete(id, Some(&DeleteOpts { force: true }))
+        .await
+        .map_err(|e| ShimError::Internal(anyhow::anyhow!("runc delete {id}: {e}")))
+}
+
+pub async fn pids(runc: &Runc, id: &str) -> Result<Vec<u32>> {
+    let pids = runc.0.ps(id).await.map_err(|e| ShimError::Internal(anyhow::anyhow!("runc ps {id}: {e}")))?;
+    Ok(pids.into_iter().map(|p| p as u32).collect())
+}
+
+pub async fn pause(runc: &Runc, id: &str) -> Result<()> {
+    runc.0.pause(id).await.map_err(|e| ShimError::FailedPrecondition(format!("runc pause {id}: {e}")))
+}
+
+pub async fn resume(runc: &Runc, id: &str) -> Result<()> {
+    runc.0.resume(id).await.map_err(|e| ShimError::FailedPrecondition(format!("runc resume {id}: {e}")))
+}
+
+pub async fn update(runc: &Runc, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    runc.0.update(id, resources).await.map_err(|e| ShimError::FailedPrecondition(format!("runc update {id}: {e}")))
+}
+
+/// Waits for process `pid` (a child of the shim) to exit and reaps it.
+/// Event-driven: a pidfd becomes readable when the process ends.
+pub async fn wait_for_exit(pid: u32) -> u32 {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::Pid;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd >= 0 {
+        // SAFETY: the descriptor was just returned to us and is owned here only.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: the AsyncFd owns the descriptor, which stays open and the
+        // same for as long as it is registered.
+        match unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) } {
+            Ok(afd) => {
+                let _ = afd.readable().await;
+            }
+            Err(e) => log::warn!("watch pid {pid}: {e}"),
+        }
+    }
+    let reaped = tokio::task::spawn_blocking(move || waitpid(Pid::from_raw(pid as i32), None)).await;
+    match reaped {
+        Ok(Ok(WaitStatus::Exited(_, code))) => code as u32,
+        Ok(Ok(WaitStatus::Signaled(_, sig, _))) => 128 + sig as u32,
+        other => {
+            log::warn!("reap pid {pid}: {other:?}");
+            255
+        }
+    }
+}
