@@ -16,7 +16,7 @@
 #
 # Knobs (environment): COLD_RUNS (10), WARM_RUNS (30), RUNC_RUNS (30),
 # THROUGHPUT_RUNS (100), THROUGHPUT_PARALLEL (10), IDLE_SECONDS (5),
-# IDLE_N (50; 0 skips step 4), SKIP_BUILD (1: reuse built binaries/fixtures),
+# IDLE_N (50; 0 skips step 4), SKIP_BUILD (1: reuse the built release binaries),
 # CARGO_TARGET_DIR (/var/tmp/containerd-shim-wasmtime/target).
 # Needs root, containerd, runc, busybox-static (installed with apt-get when missing).
 set -euo pipefail
@@ -70,7 +70,7 @@ cleanup() {
         for p in /proc/[0-9]*; do
             p=${p#/proc/}
             [ "$p" = "$$" ] && continue
-            if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$CD/containerd.sock"; then
+            if { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | grep -qF -- "$CD/containerd.sock"; then
                 left+=("$p")
             fi
         done
@@ -80,7 +80,7 @@ cleanup() {
     if [ "${#left[@]}" -gt 0 ]; then
         echo "    ending ${#left[@]} leftover process(es) of this run:" >&2
         for p in "${left[@]}"; do
-            echo "      $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-200)" >&2
+            echo "      $p: $({ tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | cut -c1-200)" >&2
         done
         kill -9 "${left[@]}" 2>/dev/null
         sleep 0.2
@@ -167,15 +167,18 @@ cpu_ticks() { # PID... -> utime+stime summed (clock ticks)
     echo "$total"
 }
 
-ctx_switches() { # PID... -> voluntary+involuntary context switches of all their threads
-    local p f total=0 v
+thread_switches() { # PID... -> "TASKDIR COUNT" per thread: voluntary+involuntary context switches
+    local p
     for p in "$@"; do
-        for f in /proc/"$p"/task/*/status; do
-            v=$(awk '/ctxt_switches:/ { s += $2 } END { print s + 0 }' "$f" 2>/dev/null) || continue
-            total=$((total + v))
-        done
-    done
-    echo "$total"
+        grep -H ctxt_switches: /proc/"$p"/task/*/status 2>/dev/null || true
+    done | awk -F: '{ s[$1] += $3 } END { for (f in s) print f, s[f] }'
+}
+
+wakeups_per_s() { # BEFORE AFTER (thread_switches outputs) -> switches/s over IDLE_SECONDS
+    # Per thread, so that threads ending in the window do not count negative;
+    # threads born in it count from zero.
+    awk -v secs="$IDLE_SECONDS" 'NR == FNR { a[$1] = $2; next } { s += ($1 in a) ? $2 - a[$1] : $2 }
+        END { printf "%.1f\n", s / secs }' "$1" "$2"
 }
 
 sum_kib() { # FIELD(VmRSS|Pss|...) PID... -> sum over pids
@@ -278,7 +281,7 @@ ctrp images import --platform wasi/wasm "$WORK/images/hello.tar" >/dev/null
 ctrp images import --platform wasi/wasm "$WORK/images/probe.tar" >/dev/null
 ctrp images import "$WORK/images/busybox.tar" >/dev/null
 
-# Same-looking environment facts the figures depend on.
+# Environment facts the figures depend on.
 SHIM_VERSION=$("$WORK/bin/containerd-shim-wasmtime-v1" --version | awk '/Version:/ { print $2 }')
 WASMTIME_VERSION=$("$WORK/bin/containerd-shim-wasmtime-v1" --version | awk '/Wasmtime:/ { print $2 }')
 CONTAINERD_VERSION=$(containerd --version | awk '{ print $3 }')
@@ -349,13 +352,15 @@ throughput() { # KIND -> prints "tasks/s failures"
         'BEGIN { printf "%.1f %d %.1f\n", (n - f) / (us / 1e6), f, us / 1e6 }'
 }
 echo "==> throughput: $THROUGHPUT_RUNS runs, $THROUGHPUT_PARALLEL at a time (Wasm warm, then runc)"
-read -r WASM_TPS WASM_TP_FAILED WASM_TP_S < <(throughput wasm)
-read -r RUNC_TPS RUNC_TP_FAILED RUNC_TP_S < <(throughput runc)
+throughput wasm >"$WORK/tp-wasm.res"
+throughput runc >"$WORK/tp-runc.res"
+read -r WASM_TPS WASM_TP_FAILED WASM_TP_S <"$WORK/tp-wasm.res"
+read -r RUNC_TPS RUNC_TP_FAILED RUNC_TP_S <"$WORK/tp-runc.res"
 [ -n "${WASM_TPS:-}" ] && [ -n "${RUNC_TPS:-}" ] || { echo "throughput measurement failed" >&2; exit 1; }
 TPS_RATIO=$(ratio "$WASM_TPS" "$RUNC_TPS")
 
 # ---------------------------------------------------------------- 6. one idle container
-echo "==> one idle container: Wasm probe (sleep 3600), then runc busybox (sleep 3600)"
+echo "==> one idle container: Wasm probe (sleep 3600) with a cold then a warm cache, then runc busybox (sleep 3600)"
 idle_one() { # KIND ID -> prints "procs threads rss pss pss_anon pss_file rss_anon rss_file ticks wakeups_per_s shim_pid"
     local kind=$1 id=$2 pid shim pids c0 c1 w0 w1 threads=0 p
     if [ "$kind" = wasm ]; then
@@ -371,21 +376,32 @@ idle_one() { # KIND ID -> prints "procs threads rss pss pss_anon pss_file rss_an
     sleep 1
     pids=("$shim" $(descendants "$shim"))
     for p in "${pids[@]}"; do threads=$((threads + $(status_kib "$p" Threads))); done
-    c0=$(cpu_ticks "${pids[@]}"); w0=$(ctx_switches "${pids[@]}")
+    c0=$(cpu_ticks "${pids[@]}"); thread_switches "${pids[@]}" >"$WORK/sw0"
     sleep "$IDLE_SECONDS"
-    c1=$(cpu_ticks "${pids[@]}"); w1=$(ctx_switches "${pids[@]}")
-    echo "${#pids[@]} $threads $(sum_kib VmRSS "${pids[@]}") $(sum_kib Pss "${pids[@]}") $(sum_kib Pss_Anon "${pids[@]}") $(sum_kib Pss_File "${pids[@]}") $(status_kib "$shim" RssAnon) $(status_kib "$shim" RssFile) $((c1 - c0)) $(awk -v w=$((w1 - w0)) -v s="$IDLE_SECONDS" 'BEGIN { printf "%.1f", w / s }') $shim"
+    c1=$(cpu_ticks "${pids[@]}"); thread_switches "${pids[@]}" >"$WORK/sw1"
+    echo "${#pids[@]} $threads $(sum_kib VmRSS "${pids[@]}") $(sum_kib Pss "${pids[@]}") $(sum_kib Pss_Anon "${pids[@]}") $(sum_kib Pss_File "${pids[@]}") $(status_kib "$shim" RssAnon) $(status_kib "$shim" RssFile) $((c1 - c0)) $(wakeups_per_s "$WORK/sw0" "$WORK/sw1") $shim"
 }
+# First with an empty compile cache, so this shim compiles the module itself
+# (what the first container of a new image costs), then the steady state: the
+# module is in the cache and the shim only loads it.
+find "$CACHE" -mindepth 1 -delete
+idle_one wasm "$TAG-idle-wasm-cold" >"$WORK/idle-idle-wasm-cold.res"
+read -r COLDSHIM_PROCS COLDSHIM_THREADS COLDSHIM_RSS COLDSHIM_PSS _ _ COLDSHIM_RSS_ANON COLDSHIM_RSS_FILE COLDSHIM_TICKS COLDSHIM_WAKEUPS COLDSHIM_PID \
+    <"$WORK/idle-idle-wasm-cold.res"
+[ -n "${COLDSHIM_PID:-}" ] || { echo "measuring the idle Wasm container (cold cache) failed" >&2; exit 1; }
+remove_containers "$TAG-idle-wasm-cold"
+idle_one wasm "$TAG-idle-wasm" >"$WORK/idle-idle-wasm.res"
 read -r SHIM_PROCS SHIM_THREADS SHIM_RSS SHIM_PSS SHIM_PSS_ANON SHIM_PSS_FILE SHIM_RSS_ANON SHIM_RSS_FILE SHIM_TICKS SHIM_WAKEUPS SHIM_PID \
-    < <(idle_one wasm "$TAG-idle-wasm")
+    <"$WORK/idle-idle-wasm.res"
 [ -n "${SHIM_PID:-}" ] || { echo "measuring the idle Wasm container failed" >&2; exit 1; }
 # Keep the biggest mappings of the shim for the report (what the memory is).
 awk '/^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "" ? "[anon]" : $6) } /^Rss:/ { rss[name] += $2 }
      END { for (n in rss) if (rss[n] > 0) printf "%8d kB  %s\n", rss[n], n }' "/proc/$SHIM_PID/smaps" \
     | sort -rn | head -n 8 >"$WORK/smaps-top.txt"
 remove_containers "$TAG-idle-wasm"
+idle_one runc "$TAG-idle-runc" >"$WORK/idle-idle-runc.res"
 read -r RUNC1_PROCS RUNC1_THREADS RUNC1_RSS RUNC1_PSS _ _ _ _ RUNC1_TICKS RUNC1_WAKEUPS _ \
-    < <(idle_one runc "$TAG-idle-runc")
+    <"$WORK/idle-idle-runc.res"
 [ -n "${RUNC1_WAKEUPS:-}" ] || { echo "measuring the idle runc container failed" >&2; exit 1; }
 remove_containers "$TAG-idle-runc"
 CLK_TCK=$(getconf CLK_TCK)
@@ -412,18 +428,20 @@ idle_many() { # KIND -> prints "pss_per_container_kib rss_per_container_kib cpu_
     mapfile -t shims < <(printf '%s\n' "${shims[@]}" | sort -un)
     for s in "${shims[@]}"; do pids+=("$s" $(descendants "$s")); done
     sleep 1
-    c0=$(cpu_ticks "${pids[@]}"); w0=$(ctx_switches "${pids[@]}")
+    c0=$(cpu_ticks "${pids[@]}"); thread_switches "${pids[@]}" >"$WORK/sw0"
     sleep "$IDLE_SECONDS"
-    c1=$(cpu_ticks "${pids[@]}"); w1=$(ctx_switches "${pids[@]}")
-    echo "$(( $(sum_kib Pss "${pids[@]}") / IDLE_N )) $(( $(sum_kib VmRSS "${pids[@]}") / IDLE_N )) $(cpu_pct $((c1 - c0))) $(awk -v w=$((w1 - w0)) -v s="$IDLE_SECONDS" 'BEGIN { printf "%.1f", w / s }') ${#pids[@]} $(head -n 10 "$WORK/many-$kind.us" | stats | cut -d' ' -f1) $(tail -n 10 "$WORK/many-$kind.us" | stats | cut -d' ' -f1)"
+    c1=$(cpu_ticks "${pids[@]}"); thread_switches "${pids[@]}" >"$WORK/sw1"
+    echo "$(( $(sum_kib Pss "${pids[@]}") / IDLE_N )) $(( $(sum_kib VmRSS "${pids[@]}") / IDLE_N )) $(cpu_pct $((c1 - c0))) $(wakeups_per_s "$WORK/sw0" "$WORK/sw1") ${#pids[@]} $(head -n 10 "$WORK/many-$kind.us" | stats | cut -d' ' -f1) $(tail -n 10 "$WORK/many-$kind.us" | stats | cut -d' ' -f1)"
     local ids=()
     for i in $(seq 1 "$IDLE_N"); do ids+=("$TAG-many-$kind-$i"); done
     remove_containers "${ids[@]}"
 }
 if [ "$IDLE_N" -gt 0 ]; then
     echo "==> $IDLE_N idle containers: Wasm, then runc"
-    read -r MANY_WASM_PSS MANY_WASM_RSS MANY_WASM_CPU MANY_WASM_WAKE MANY_WASM_PROCS MANY_WASM_FIRST MANY_WASM_LAST < <(idle_many wasm)
-    read -r MANY_RUNC_PSS MANY_RUNC_RSS MANY_RUNC_CPU MANY_RUNC_WAKE MANY_RUNC_PROCS MANY_RUNC_FIRST MANY_RUNC_LAST < <(idle_many runc)
+    idle_many wasm >"$WORK/many-wasm.res"
+    idle_many runc >"$WORK/many-runc.res"
+    read -r MANY_WASM_PSS MANY_WASM_RSS MANY_WASM_CPU MANY_WASM_WAKE MANY_WASM_PROCS MANY_WASM_FIRST MANY_WASM_LAST <"$WORK/many-wasm.res"
+    read -r MANY_RUNC_PSS MANY_RUNC_RSS MANY_RUNC_CPU MANY_RUNC_WAKE MANY_RUNC_PROCS MANY_RUNC_FIRST MANY_RUNC_LAST <"$WORK/many-runc.res"
     [ -n "${MANY_WASM_LAST:-}" ] && [ -n "${MANY_RUNC_LAST:-}" ] || { echo "measuring $IDLE_N idle containers failed" >&2; exit 1; }
 fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -463,9 +481,11 @@ one idle long-running container (measured 1 s after start; CPU over ${IDLE_SECON
 REPORT
 printf '  %-22s %5s %8s %9s %9s %11s %11s\n' \
     "Wasm (probe sleep)" "$SHIM_PROCS" "$SHIM_THREADS" "$(mib "$SHIM_RSS")" "$(mib "$SHIM_PSS")" "$(cpu_pct "$SHIM_TICKS")" "$SHIM_WAKEUPS" \
+    "Wasm, shim compiled it" "$COLDSHIM_PROCS" "$COLDSHIM_THREADS" "$(mib "$COLDSHIM_RSS")" "$(mib "$COLDSHIM_PSS")" "$(cpu_pct "$COLDSHIM_TICKS")" "$COLDSHIM_WAKEUPS" \
     "runc (busybox sleep)" "$RUNC1_PROCS" "$RUNC1_THREADS" "$(mib "$RUNC1_RSS")" "$(mib "$RUNC1_PSS")" "$(cpu_pct "$RUNC1_TICKS")" "$RUNC1_WAKEUPS"
 cat <<REPORT
-  Wasm shim: RssAnon $SHIM_RSS_ANON kB, RssFile $SHIM_RSS_FILE kB, Pss_Anon $SHIM_PSS_ANON kB, Pss_File $SHIM_PSS_FILE kB
+  Wasm shim (module loaded from the cache): RssAnon $SHIM_RSS_ANON kB, RssFile $SHIM_RSS_FILE kB, Pss_Anon $SHIM_PSS_ANON kB, Pss_File $SHIM_PSS_FILE kB
+  Wasm shim that compiled the module itself: RssAnon $COLDSHIM_RSS_ANON kB, RssFile $COLDSHIM_RSS_FILE kB
   Wasm shim's largest mappings by RSS:
 $(sed 's/^/    /' "$WORK/smaps-top.txt")
 REPORT
@@ -495,6 +515,7 @@ summary=(
     "wasm_tasks_per_s=$WASM_TPS" "runc_tasks_per_s=$RUNC_TPS" "wasm_tp_failed=$WASM_TP_FAILED" "runc_tp_failed=$RUNC_TP_FAILED"
     "shim_procs=$SHIM_PROCS" "shim_threads=$SHIM_THREADS" "shim_rss_kib=$SHIM_RSS" "shim_pss_kib=$SHIM_PSS"
     "shim_idle_cpu_ticks=$SHIM_TICKS" "shim_idle_wakeups_per_s=$SHIM_WAKEUPS"
+    "shim_compiled_rss_kib=$COLDSHIM_RSS" "shim_compiled_pss_kib=$COLDSHIM_PSS"
     "runc_idle_procs=$RUNC1_PROCS" "runc_idle_rss_kib=$RUNC1_RSS" "runc_idle_pss_kib=$RUNC1_PSS"
 )
 if [ "$IDLE_N" -gt 0 ]; then

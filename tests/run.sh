@@ -20,11 +20,16 @@ WORK=$(mktemp -d /tmp/wasmtime-shim-e2e.XXXXXX)
 cleanup() {
     containerd_down "$WORK/containerd" || true
     rm -rf "$WORK"
+    # Empty cgroups the tests' pods and containers leave (as kubelet would remove them).
+    find /sys/fs/cgroup/*/wasmtime-e2e /sys/fs/cgroup/*/wasm -depth -type d -exec rmdir {} + 2>/dev/null || true
 }
 trap cleanup EXIT
 
-echo "==> building the shim and the image tool"
-cargo build --release --locked -p containerd-shim-wasmtime -p wasm-oci
+# One feature set for every build in the workspace (plain builds, unit and
+# end-to-end tests), so dependencies compile once.
+echo "==> building the workspace (shim, image tool, tests)"
+cargo build --release --locked --workspace
+cargo test --release --locked --workspace --no-run
 mkdir -p "$WORK/bin"
 cp "$CARGO_TARGET_DIR/release/containerd-shim-wasmtime-v1" "$WORK/bin/"
 
@@ -32,15 +37,17 @@ echo "==> building test fixtures and their images"
 bash "$ROOT/images/fixtures/build.sh" "$WORK/fixtures"
 build_test_images "$WORK/fixtures" "$WORK/images"
 
-if [ -z "$FILTER" ]; then
-    echo "==> unit tests"
-    cargo test --release --locked --no-fail-fast -p containerd-shim-wasmtime -p wasm-oci
-fi
-
-echo "==> end-to-end tests (private containerd in $WORK/containerd)"
+echo "==> unit and end-to-end tests (private containerd in $WORK/containerd)"
 containerd_up "$WORK/containerd" "$WORK/bin"
+# ctr tests use namespace "wasm", the CRI plugin "k8s.io".
 for tar in "$WORK"/images/*.tar; do
-    ctr_private "$WORK/containerd" images import --platform wasi/wasm "$tar" >/dev/null
+    case $(basename "$tar") in
+        pause.tar | busybox.tar) platform=linux/amd64 ;;
+        *) platform=wasi/wasm ;;
+    esac
+    for ns in wasm k8s.io; do
+        CTR_NAMESPACE=$ns ctr_private "$WORK/containerd" images import --platform "$platform" "$tar" >/dev/null
+    done
 done
 E2E_DIR="$WORK/containerd" E2E_FIXTURES="$WORK/fixtures" E2E_SHIM="$WORK/bin/containerd-shim-wasmtime-v1" \
-    cargo test --release --locked --no-fail-fast -p e2e -- --test-threads=2 ${FILTER:+"$FILTER"}
+    cargo test --release --locked --no-fail-fast --workspace -- --test-threads=2 ${FILTER:+"$FILTER"}

@@ -41,6 +41,30 @@ pub fn for_container(spec: &Spec) -> Result<Option<ContainerCgroup>> {
     Ok(Some(ContainerCgroup { path, cgroup }))
 }
 
+/// Metrics of a cgroup as the runc shim reports them. On cgroup v1 the
+/// shim crate reads CPU time from a v2-only field, so it is taken from
+/// cpuacct here.
+pub fn metrics_of(cgroup: &Cgroup) -> anyhow::Result<Metrics> {
+    let mut metrics = containerd_shim::cgroup::collect_metrics(cgroup).map_err(|e| anyhow::anyhow!("collect metrics: {e}"))?;
+    if !cgroup.v2() {
+        if let Some(acct) = cgroup.controller_of::<cgroups_rs::fs::cpuacct::CpuAcctController>() {
+            let acct = acct.cpuacct();
+            let usage = metrics.cpu.mut_or_insert_default().usage.mut_or_insert_default();
+            usage.total = acct.usage;
+            usage.user = acct.usage_user;
+            usage.kernel = acct.usage_sys;
+            usage.per_cpu = acct.usage_percpu.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        }
+    }
+    Ok(metrics)
+}
+
+/// Metrics of the cgroup process `pid` is in.
+pub fn process_metrics(pid: u32) -> anyhow::Result<Metrics> {
+    let cgroup = containerd_shim::cgroup::get_cgroup(pid).map_err(|e| anyhow::anyhow!("find cgroup of {pid}: {e}"))?;
+    metrics_of(&cgroup)
+}
+
 /// Moves the whole shim into the pod-level cgroup, once.
 fn join_parent_once(relative: &str) {
     static JOINED: Once = Once::new();
@@ -67,7 +91,7 @@ impl ContainerCgroup {
     }
 
     pub fn metrics(&self) -> anyhow::Result<Metrics> {
-        containerd_shim::cgroup::collect_metrics(&self.cgroup).map_err(|e| anyhow::anyhow!("cgroup {} metrics: {e}", self.path))
+        metrics_of(&self.cgroup).with_context(|| format!("cgroup {}", self.path))
     }
 
     /// Removes the cgroup; its threads have ended by now.

@@ -54,6 +54,8 @@ pub struct Container {
     pub exited: watch::Sender<Option<Exit>>,
     /// The container's cgroup (CPU is accounted per guest thread).
     pub cgroup: Option<Arc<ContainerCgroup>>,
+    /// Bytes of linear memory the guest holds (the kernel charges it to the shim).
+    pub memory_in_use: Arc<std::sync::atomic::AtomicU64>,
     scratch: PathBuf,
 }
 
@@ -83,6 +85,7 @@ impl Container {
                 interrupt: Arc::default(),
                 exited: watch::channel(None).0,
                 cgroup,
+                memory_in_use: Arc::default(),
                 scratch,
             }),
             Err(e) => {

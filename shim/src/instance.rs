@@ -2,7 +2,7 @@
 //! own (so a busy guest never starves the shim's RPCs, and its sockets live
 //! in the container's network namespace), cancellable by Kill at any point.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -57,6 +57,8 @@ impl Interrupt {
 struct MemoryLimit {
     id: String,
     limit: Option<u64>,
+    /// Linear memory in use, shared with the container for Stats.
+    in_use: Arc<AtomicU64>,
 }
 
 impl ResourceLimiter for MemoryLimit {
@@ -69,7 +71,10 @@ impl ResourceLimiter for MemoryLimit {
                 );
                 Ok(false)
             }
-            _ => Ok(true),
+            _ => {
+                self.in_use.fetch_add(desired.saturating_sub(current) as u64, Ordering::Relaxed);
+                Ok(true)
+            }
         }
     }
 
@@ -174,6 +179,7 @@ pub struct Launch {
     pub stdio: GuestStdio,
     pub interrupt: Arc<Interrupt>,
     pub cgroup: Option<Arc<crate::cgroups::ContainerCgroup>>,
+    pub memory_in_use: Arc<AtomicU64>,
 }
 
 /// Starts the guest on its own thread and returns once it is instantiated
@@ -214,7 +220,7 @@ fn guest_thread(launch: Launch, started: oneshot::Sender<Result<()>>, exit: ones
 }
 
 async fn run(launch: Launch, started: oneshot::Sender<Result<()>>) -> Option<u32> {
-    let Launch { id, engine, prepared, caps, stdio, interrupt, .. } = launch;
+    let Launch { id, engine, prepared, caps, stdio, interrupt, memory_in_use, .. } = launch;
     let mut builder = match caps.builder() {
         Ok(b) => b,
         Err(e) => {
@@ -231,7 +237,7 @@ async fn run(launch: Launch, started: oneshot::Sender<Result<()>>) -> Option<u32
     if let Some(err) = stdio.stderr {
         builder.stderr(AsyncStdoutStream::new(OUTPUT_BUDGET, err));
     }
-    let limits = MemoryLimit { id: id.clone(), limit: caps.memory_limit };
+    let limits = MemoryLimit { id: id.clone(), limit: caps.memory_limit, in_use: memory_in_use };
     let result = match prepared {
         Prepared::Module(pre) => {
             let host = P1Host { wasi: builder.build_p1(), limits, interrupt: interrupt.clone() };

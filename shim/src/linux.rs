@@ -22,12 +22,22 @@ use crate::error::{Result, ShimError};
 
 /// The runc binary, with its state under a root of the shim's choosing.
 #[derive(Clone)]
-pub struct Runc(Arc<runc::Runc>);
+pub struct Runc(Arc<runc::Runc>, PathBuf);
 
 impl Runc {
     pub fn new(root: &Path) -> anyhow::Result<Self> {
         let runc = GlobalOpts::new().root(root).build().map_err(|e| anyhow::anyhow!("configure runc: {e}"))?;
-        Ok(Self(Arc::new(runc)))
+        Ok(Self(Arc::new(runc), root.to_path_buf()))
+    }
+
+    /// A runc that logs to the bundle, so a failed create can say why.
+    fn logging_to(&self, bundle: &Path) -> Result<runc::Runc> {
+        GlobalOpts::new()
+            .root(&self.1)
+            .log(bundle.join("runc-log.json"))
+            .log_json()
+            .build()
+            .map_err(|e| ShimError::Internal(anyhow::anyhow!("configure runc: {e}")))
     }
 
     /// runc's state root for containers of `namespace`, beside containerd's
@@ -71,14 +81,24 @@ impl LinuxContainer {
             .as_ref()
             .map(|p| (p.user().uid(), p.user().gid()))
             .unwrap_or((0, 0));
-        let option = IoOption { open_stdin: !stdio.stdin.is_empty(), open_stdout: !stdio.stdout.is_empty(), open_stderr: !stdio.stderr.is_empty() };
-        let pipes = Arc::new(PipedIo::new(uid, gid, &option).context("create stdio pipes")?);
+        // The container keeps whatever runc's stdio is: never leave it on a
+        // pipe nobody drains (runc's own output), or create never returns.
+        let pipes = if stdio.is_null() {
+            None
+        } else {
+            let option = IoOption { open_stdin: !stdio.stdin.is_empty(), open_stdout: true, open_stderr: true };
+            Some(Arc::new(PipedIo::new(uid, gid, &option).context("create stdio pipes")?))
+        };
         let pid_file = bundle.path.join("init.pid");
-        let opts = CreateOpts::new().io(pipes.clone()).pid_file(&pid_file);
-        runc.0
-            .create(id, &bundle.path, Some(&opts))
-            .await
-            .map_err(|e| ShimError::FailedPrecondition(format!("runc create {id}: {e}")))?;
+        let io: Arc<dyn runc::asynchronous::Io> = match &pipes {
+            Some(p) => p.clone(),
+            None => Arc::new(runc::io::NullIo::new().context("null io")?),
+        };
+        let opts = CreateOpts::new().io(io).pid_file(&pid_file);
+        if let Err(e) = runc.logging_to(&bundle.path)?.create(id, &bundle.path, Some(&opts)).await {
+            let why = last_runc_error(&bundle.path.join("runc-log.json")).unwrap_or_else(|| e.to_string());
+            return Err(ShimError::FailedPrecondition(format!("runc create {id}: {why}")));
+        }
         let pid: u32 = std::fs::read_to_string(&pid_file)
             .with_context(|| format!("read {}", pid_file.display()))?
             .trim()
@@ -87,14 +107,14 @@ impl LinuxContainer {
         let io = IoTasks::default();
         let wire = || -> anyhow::Result<()> {
             use runc::asynchronous::Io;
+            let Some(pipes) = &pipes else { return Ok(()) };
             if let Some(w) = pipes.stdin() {
                 io.copy_from_fifo(&stdio.stdin, w).map_err(|e| anyhow::anyhow!("stdin: {e}"))?;
             }
-            if let Some(r) = pipes.stdout() {
-                io.copy_to_fifo(r, &stdio.stdout).map_err(|e| anyhow::anyhow!("stdout: {e}"))?;
-            }
-            if let Some(r) = pipes.stderr() {
-                io.copy_to_fifo(r, &stdio.stderr).map_err(|e| anyhow::anyhow!("stderr: {e}"))?;
+            for (reader, target) in [(pipes.stdout(), &stdio.stdout), (pipes.stderr(), &stdio.stderr)] {
+                if let Some(reader) = reader {
+                    crate::stdio::forward(&io, reader, target).map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
             }
             Ok(())
         };
@@ -149,6 +169,15 @@ pub async fn resume(runc: &Runc, id: &str) -> Result<()> {
 
 pub async fn update(runc: &Runc, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
     runc.0.update(id, resources).await.map_err(|e| ShimError::FailedPrecondition(format!("runc update {id}: {e}")))
+}
+
+/// The last error runc logged (its log is JSON lines with `level` and `msg`).
+fn last_runc_error(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        (v.get("level")?.as_str()? == "error").then(|| v.get("msg")?.as_str().map(str::to_string))?
+    })
 }
 
 /// Waits for process `pid` (a child of the shim) to exit and reaps it.

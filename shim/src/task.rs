@@ -24,6 +24,7 @@ use containerd_shim::asynchronous::io::IoTasks;
 use containerd_shim::protos::types::task::ProcessInfo;
 
 use crate::bundle::{Artifact, Bundle};
+use crate::cgroups::process_metrics;
 use crate::container::{self, Container, Exit, Status};
 use crate::engine::WasmEngine;
 use crate::error::{Result, ShimError};
@@ -213,6 +214,7 @@ impl TaskService {
                         stdio,
                         interrupt: c.interrupt.clone(),
                         cgroup: c.cgroup.clone(),
+                        memory_in_use: c.memory_in_use.clone(),
                     }))
                 }
                 Entry::Linux(c) => Ok(Plan::Linux(c.pid)),
@@ -417,10 +419,18 @@ impl TaskService {
 
     fn stats(&self, req: &api::StatsRequest) -> Result<api::StatsResponse> {
         let metrics = self.with(&req.id, |c| match c {
-            Entry::Wasm(c) => match &c.cgroup {
-                Some(cg) => Ok(cg.metrics()?),
-                None => Ok(process_metrics(std::process::id())?),
-            },
+            Entry::Wasm(c) => {
+                let mut metrics = match &c.cgroup {
+                    Some(cg) => cg.metrics()?,
+                    None => process_metrics(std::process::id())?,
+                };
+                // CPU is the guest thread's own; memory is charged to the shim's
+                // process, so report the guest's linear memory as its usage.
+                let linear = c.memory_in_use.load(std::sync::atomic::Ordering::Relaxed);
+                let usage = metrics.memory.mut_or_insert_default().usage.mut_or_insert_default();
+                usage.usage = usage.usage.max(linear);
+                Ok(metrics)
+            }
             Entry::Linux(c) => Ok(process_metrics(c.pid)?),
         })?;
         let any = containerd_shim::util::convert_to_any(Box::new(metrics)).map_err(|e| anyhow::anyhow!("encode metrics: {e}"))?;
@@ -443,11 +453,6 @@ impl TaskService {
             false => Err(ShimError::Unimplemented(op)),
         }
     }
-}
-
-fn process_metrics(pid: u32) -> anyhow::Result<containerd_shim::protos::cgroups::metrics::Metrics> {
-    let cgroup = containerd_shim::cgroup::get_cgroup(pid).map_err(|e| anyhow::anyhow!("find cgroup of {pid}: {e}"))?;
-    containerd_shim::cgroup::collect_metrics(&cgroup).map_err(|e| anyhow::anyhow!("collect metrics: {e}"))
 }
 
 /// Runs blocking work (mounts, file reads, compiles) off the RPC threads.

@@ -22,4 +22,8 @@ build_test_images() {
     # A module no other test runs, so the compile-cache test starts cold.
     printf '(module (memory 1) (data (i32.const 0) "cache-probe %s") (func (export "_start")))\n' "$$-$RANDOM" >"$fx/cache-probe.wat"
     img cache-probe "$fx/cache-probe.wat"
+    # Linux images for runc: the pod sandbox and a busybox sidecar.
+    bash "$(dirname "${BASH_SOURCE[0]}")/../../images/pause/build.sh" "$fx/pause"
+    img pause "$fx/pause" --platform linux/amd64 --file-name pause
+    img busybox /bin/busybox --platform linux/amd64 --file-name bin/busybox
 }

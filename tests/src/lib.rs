@@ -1,5 +1,8 @@
 //! Helpers for the end-to-end tests: drive a private containerd (started by
-//! `tests/run.sh`) with `ctr`, the way a user would.
+//! `tests/run.sh`) with `ctr`, the way a user would, and with CRI (`cri`),
+//! the way kubelet does.
+
+pub mod cri;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

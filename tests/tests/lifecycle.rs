@@ -190,3 +190,15 @@ fn task_events_are_published() {
         assert!(ours.iter().any(|l| l.contains(topic)), "no {topic} for {id}: {ours:?}");
     }
 }
+
+#[test]
+fn log_uri_file_receives_output() {
+    let id = unique("logfile");
+    let log = std::env::temp_dir().join(format!("{id}.log"));
+    let uri = format!("file://{}", log.display());
+    let out = run(&["--log-uri", &uri], "hello", &id, &["/hello.wasm", "to-a-file"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("hello from wasm") && text.contains("argv[1]=to-a-file"), "{text:?}");
+    let _ = std::fs::remove_file(log);
+}

@@ -65,7 +65,7 @@ fn fifty_concurrent_containers_all_succeed_and_leave_nothing() {
         .collect();
     for h in handles {
         let (id, out) = h.join().unwrap();
-        assert!(out.status.success(), "{id}: {}", stderr(&out));
+        assert!(out.status.success(), "{id}: {:?} stdout={:?} stderr={:?}", out.status, stdout(&out), stderr(&out));
         assert!(stdout(&out).contains(&format!("argv[1]={id}")), "{id}: {}", stdout(&out));
     }
     assert_leaves_nothing(&ids);

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::image::Platform;
 use crate::build::{AddSpec, BuildOptions};
 use crate::image::ImageName;
 use crate::layer::normalize_image_path;
@@ -98,6 +99,7 @@ const BUILD_OPTIONS: &[&str] = &[
     "--arg",
     "--env",
     "--add",
+    "--platform",
 ];
 
 /// Raw option values as given, before validation.
@@ -107,6 +109,7 @@ struct RawBuild {
     name: Option<String>,
     output: Option<String>,
     file_name: Option<String>,
+    platform: Option<String>,
     args: Vec<String>,
     env: Vec<String>,
     adds: Vec<String>,
@@ -159,6 +162,7 @@ fn single_option<'a>(raw: &'a mut RawBuild, flag: &str) -> Option<&'a mut Option
         "-n" | "--name" => Some(&mut raw.name),
         "-o" | "--output" => Some(&mut raw.output),
         "--file-name" => Some(&mut raw.file_name),
+        "--platform" => Some(&mut raw.platform),
         _ => None,
     }
 }
@@ -184,6 +188,13 @@ fn validate_build(raw: RawBuild) -> Result<BuildOptions, UsageError> {
     };
     let name = ImageName::parse(&name).or_else(|e| usage(format!("build: --name: {e}")))?;
     let file_name = raw.file_name.map(|f| validate_file_name(&f)).transpose()?;
+    let platform = match raw.platform.as_deref() {
+        None => Platform::wasi(),
+        Some(p) => match p.split_once('/') {
+            Some((os, arch)) if !os.is_empty() && !arch.is_empty() && !arch.contains('/') => Platform { os: os.into(), architecture: arch.into() },
+            _ => return usage(format!("build: --platform {p:?} is not OS/ARCH")),
+        },
+    };
     for env in &raw.env {
         validate_env(env)?;
     }
@@ -197,6 +208,7 @@ fn validate_build(raw: RawBuild) -> Result<BuildOptions, UsageError> {
         name,
         output: PathBuf::from(output),
         file_name,
+        platform,
         args: raw.args,
         env: raw.env,
         adds,

@@ -231,6 +231,7 @@ pub struct ImageSpec {
     pub name: ImageName,
     /// Absolute path of the module inside the image, e.g. `/app.wasm`.
     pub entrypoint: String,
+    pub platform: Platform,
     pub args: Vec<String>,
     pub env: Vec<String>,
 }
@@ -258,7 +259,7 @@ impl Image {
                 layers: vec![layer.descriptor()],
             })?,
         );
-        let index = Blob::new(MEDIA_TYPE_INDEX, to_json(&index(&spec.name, &manifest))?);
+        let index = Blob::new(MEDIA_TYPE_INDEX, to_json(&index(&spec.name, &spec.platform, &manifest))?);
         Ok(Self {
             index,
             manifest,
@@ -287,8 +288,8 @@ impl Image {
 
 fn image_config(spec: &ImageSpec, layer: &Blob) -> ImageConfig {
     ImageConfig {
-        architecture: ARCHITECTURE.into(),
-        os: OS.into(),
+        architecture: spec.platform.architecture.clone(),
+        os: spec.platform.os.clone(),
         config: RunConfig {
             entrypoint: vec![spec.entrypoint.clone()],
             cmd: spec.args.clone(),
@@ -302,7 +303,7 @@ fn image_config(spec: &ImageSpec, layer: &Blob) -> ImageConfig {
     }
 }
 
-fn index(name: &ImageName, manifest: &Blob) -> Index {
+fn index(name: &ImageName, platform: &Platform, manifest: &Blob) -> Index {
     let annotations = BTreeMap::from([
         (ANNOTATION_IMAGE_NAME.to_string(), name.full.clone()),
         (ANNOTATION_REF_NAME.to_string(), name.tag.clone()),
@@ -311,7 +312,7 @@ fn index(name: &ImageName, manifest: &Blob) -> Index {
         schema_version: 2,
         media_type: MEDIA_TYPE_INDEX.into(),
         manifests: vec![Descriptor {
-            platform: Some(Platform::wasi()),
+            platform: Some(platform.clone()),
             annotations: Some(annotations),
             ..manifest.descriptor()
         }],
@@ -370,6 +371,7 @@ mod tests {
         let spec = ImageSpec {
             name: ImageName::parse("localhost/hello:latest").unwrap(),
             entrypoint: "/app.wasm".into(),
+            platform: Platform::wasi(),
             args: vec!["--port".into(), "8080".into()],
             env: vec!["A=1".into()],
         };

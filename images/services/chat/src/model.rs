@@ -51,9 +51,7 @@ pub fn validate_name(name: &str) -> Result<String, ApiError> {
 pub fn validate_description(description: &str) -> Result<String, ApiError> {
     let description = description.trim();
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "description is longer than {MAX_DESCRIPTION_CHARS} characters"
-        )));
+        return Err(ApiError::bad_request(format!("description is longer than {MAX_DESCRIPTION_CHARS} characters")));
     }
     Ok(description.to_string())
 }

@@ -75,7 +75,8 @@ mod tests {
         let missing = session_id(&headers(&[])).unwrap_err();
         assert_eq!(missing.status, 401);
         assert!(missing.message.contains("missing"));
-        for bad in [&b"nope"[..], b"", b"01arz3ndektsv4rrffq69g5fav", b"01ARZ3NDEKTSV4RRFFQ69G5FA\xff", b"' OR 1=1 --"] {
+        for bad in [&b"nope"[..], b"", b"01arz3ndektsv4rrffq69g5fav", b"01ARZ3NDEKTSV4RRFFQ69G5FA\xff", b"' OR 1=1 --"]
+        {
             assert_eq!(session_id(&headers(&[bad])).unwrap_err().status, 401, "{bad:?}");
         }
         assert_eq!(session_id(&headers(&[id.as_bytes(), id.as_bytes()])).unwrap_err().status, 401);

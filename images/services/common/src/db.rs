@@ -17,6 +17,9 @@ pub mod codes {
     pub const NO_REFERENCED_ROW: u16 = 1452;
 }
 
+/// How long an idle connection beyond DB_POOL_MIN stays open.
+const IDLE_CONNECTION_TTL: Duration = Duration::from_secs(60);
+
 /// How long a request waits for a pooled connection before answering 503.
 const CONN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -52,7 +55,23 @@ impl DbConfig {
         let opts = Opts::from_url(&self.url).context("DATABASE_URL is not a valid mysql:// URL")?;
         let constraints = PoolConstraints::new(self.pool_min, self.pool_max).context("invalid pool size")?;
         let opts = OptsBuilder::from_opts(opts)
-            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            // No COM_RESET_CONNECTION when a connection goes back to the pool:
+            // it costs a round trip and empties the server's (and driver's)
+            // prepared-statement cache, so every query would be prepared
+            // again. Nothing here leaves session state behind (the truncator
+            // restores FOREIGN_KEY_CHECKS or drops its connection), and the
+            // driver rolls back unfinished transactions itself.
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_reset_connection(false)
+                    // With a zero TTL (the default) the pool keeps only
+                    // DB_POOL_MIN idle connections and closes every other one
+                    // it gets back: under load each request would reconnect.
+                    // With a TTL it keeps up to DB_POOL_MAX and shrinks back
+                    // to DB_POOL_MIN after this much idleness.
+                    .with_inactive_connection_ttl(IDLE_CONNECTION_TTL),
+            )
             // The driver would otherwise ask the server for its Unix socket
             // and try it; a Wasm guest has no Unix sockets.
             .prefer_socket(false)
@@ -154,10 +173,8 @@ const MIGRATION_LOCK: &str = "chat_schema_migration";
 /// lock keeps the log free of lock-wait noise and makes future ALTERs safe).
 pub async fn migrate(pool: &Pool) -> Result<()> {
     let mut conn = pool.get_conn().await.context("connecting")?;
-    let locked: Option<Option<i64>> = conn
-        .exec_first("SELECT GET_LOCK(?, 60)", (MIGRATION_LOCK,))
-        .await
-        .context("taking the migration lock")?;
+    let locked: Option<Option<i64>> =
+        conn.exec_first("SELECT GET_LOCK(?, 60)", (MIGRATION_LOCK,)).await.context("taking the migration lock")?;
     if locked.flatten() != Some(1) {
         bail!("could not take the migration lock {MIGRATION_LOCK} within 60 s");
     }

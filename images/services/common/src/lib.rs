@@ -13,6 +13,8 @@ pub mod error;
 pub mod http;
 pub mod listener;
 pub mod logger;
+#[cfg(feature = "redis")]
+pub mod presence;
 pub mod router;
 pub mod server;
 pub mod time;

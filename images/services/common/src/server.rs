@@ -126,7 +126,9 @@ async fn read_request(req: hyper::Request<Incoming>, peer: SocketAddr) -> Result
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(ApiError::payload_too_large(MAX_BODY_BYTES)),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::payload_too_large(MAX_BODY_BYTES))
+        }
         Err(e) => return Err(ApiError::bad_request(format!("could not read request body: {e}"))),
     };
     Ok(Request {
@@ -187,7 +189,8 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn serves_json_and_errors() {
         let addr = start().await;
-        let ok = roundtrip(addr, b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc").await;
+        let ok =
+            roundtrip(addr, b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc").await;
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
         assert!(ok.contains("content-type: application/json"), "{ok}");
         assert!(ok.ends_with(r#"{"len":3,"path":"/x"}"#), "{ok}");
@@ -202,7 +205,8 @@ mod tests {
     async fn oversized_bodies_are_413() {
         let addr = start().await;
         let len = MAX_BODY_BYTES + 1;
-        let mut raw = format!("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n").into_bytes();
+        let mut raw =
+            format!("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n").into_bytes();
         raw.extend(std::iter::repeat_n(b'a', len));
         let resp = roundtrip(addr, &raw).await;
         assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
@@ -214,7 +218,8 @@ mod tests {
         let resp = roundtrip(addr, b"\x00\x01garbage\r\n\r\n").await;
         assert!(resp.is_empty() || resp.starts_with("HTTP/1.1 400"), "{resp}");
         // The server still serves afterwards.
-        let ok = roundtrip(addr, b"POST /y HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+        let ok =
+            roundtrip(addr, b"POST /y HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
     }
 }

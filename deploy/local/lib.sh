@@ -1,0 +1,286 @@
+# The local chat stack on a private containerd: configuration and container
+# helpers shared by up.sh, down.sh, restart-service.sh and tests/chat/run.sh.
+# Source this file (after setting any CHAT_* overrides).
+#
+# Configuration (environment; up.sh saves the resolved values to
+# $CHAT_DIR/stack.env, which down.sh and restart-service.sh read back):
+#
+#   CHAT_DIR          everything of the stack     /var/tmp/containerd-shim-wasmtime/chat
+#   CHAT_NAMESPACE    containerd namespace        chat
+#   CHAT_PORT_OFFSET  added to every default port 0 (tests use 20000)
+#   CHAT_GATEWAY_PORT, CHAT_SESSION_PORT, CHAT_CHAT_PORT, CHAT_MESSAGE_PORT,
+#   CHAT_USER_PORT, CHAT_TRUNCATOR_PORT, CHAT_MYSQL_PORT, CHAT_REDIS_PORT
+#                     3000, 8081…8085, 3306, 6379 (+ offset)
+#   CHAT_TRUNCATOR_ENABLED  true
+#   CHAT_LOG_LEVEL    services' LOG_LEVEL         info
+#   CHAT_CNI_BRIDGE, CHAT_CNI_SUBNET  for the CRI plugin's (unused) CNI
+#                     config; distinct from the e2e tests' bridge
+#
+# Everything listens on 127.0.0.1 (host network). Layout under CHAT_DIR:
+#   containerd/  private containerd (root, state, socket, log)
+#   bin/         the shim containerd runs      images/  image tars
+#   wasm/        service modules and www/      logs/    one log per container
+#   run/         pids of the attached `ctr run` processes
+#   volumes/     mariadb/, redis/, db-password (kept by down.sh)
+#   compile-cache/  the shim's compiled modules (CONTAINERD_SHIM_WASMTIME_CACHE_DIR)
+
+CHAT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CHAT_DIR=${CHAT_DIR:-/var/tmp/containerd-shim-wasmtime/chat}
+
+# Values of a running stack win over defaults, never over the caller's env.
+chat_load_env() {
+    local line var
+    [ -f "$CHAT_DIR/stack.env" ] || return 0
+    while IFS= read -r line; do
+        var=${line%%=*}
+        [[ $var =~ ^CHAT_[A-Z_]+$ ]] || continue
+        [ -n "${!var+x}" ] || export "$line"
+    done <"$CHAT_DIR/stack.env"
+}
+
+chat_config() {
+    CHAT_NAMESPACE=${CHAT_NAMESPACE:-chat}
+    CHAT_PORT_OFFSET=${CHAT_PORT_OFFSET:-0}
+    local o=$CHAT_PORT_OFFSET
+    CHAT_GATEWAY_PORT=${CHAT_GATEWAY_PORT:-$((3000 + o))}
+    CHAT_SESSION_PORT=${CHAT_SESSION_PORT:-$((8081 + o))}
+    CHAT_CHAT_PORT=${CHAT_CHAT_PORT:-$((8082 + o))}
+    CHAT_MESSAGE_PORT=${CHAT_MESSAGE_PORT:-$((8083 + o))}
+    CHAT_USER_PORT=${CHAT_USER_PORT:-$((8084 + o))}
+    CHAT_TRUNCATOR_PORT=${CHAT_TRUNCATOR_PORT:-$((8085 + o))}
+    CHAT_MYSQL_PORT=${CHAT_MYSQL_PORT:-$((3306 + o))}
+    CHAT_REDIS_PORT=${CHAT_REDIS_PORT:-$((6379 + o))}
+    CHAT_TRUNCATOR_ENABLED=${CHAT_TRUNCATOR_ENABLED:-true}
+    CHAT_LOG_LEVEL=${CHAT_LOG_LEVEL:-info}
+    CHAT_CNI_BRIDGE=${CHAT_CNI_BRIDGE:-chat-cni0}
+    CHAT_CNI_SUBNET=${CHAT_CNI_SUBNET:-10.214.0.0/24}
+    CHAT_URL="http://127.0.0.1:$CHAT_GATEWAY_PORT"
+    CHAT_CONTAINERD="$CHAT_DIR/containerd"
+    CHAT_VOLUMES="$CHAT_DIR/volumes"
+    # containerd.sh reads these when sourced; containerd_down deletes
+    # $CNI_BRIDGE, so it must never be the e2e tests' bridge.
+    export CNI_BRIDGE=$CHAT_CNI_BRIDGE CNI_SUBNET=$CHAT_CNI_SUBNET
+    # Inherited by containerd and so by the shim: compiled services survive
+    # restarts of the stack.
+    export CONTAINERD_SHIM_WASMTIME_CACHE_DIR="$CHAT_DIR/compile-cache"
+}
+
+chat_save_env() {
+    local v
+    mkdir -p "$CHAT_DIR"
+    for v in CHAT_NAMESPACE CHAT_PORT_OFFSET CHAT_GATEWAY_PORT CHAT_SESSION_PORT CHAT_CHAT_PORT \
+        CHAT_MESSAGE_PORT CHAT_USER_PORT CHAT_TRUNCATOR_PORT CHAT_MYSQL_PORT CHAT_REDIS_PORT \
+        CHAT_TRUNCATOR_ENABLED CHAT_LOG_LEVEL CHAT_CNI_BRIDGE CHAT_CNI_SUBNET; do
+        printf '%s=%s\n' "$v" "${!v}"
+    done >"$CHAT_DIR/stack.env"
+}
+
+chat_load_env
+chat_config
+. "$CHAT_ROOT/tests/lib/containerd.sh"
+
+CHAT_WASM_SERVICES=(session chat message user truncator gateway)
+CHAT_LINUX_SERVICES=(mariadb redis)
+
+chat_log() { echo "==> $*" >&2; }
+
+ctrc() { CTR_NAMESPACE=$CHAT_NAMESPACE ctr_private "$CHAT_CONTAINERD" "$@"; }
+
+chat_containerd_alive() {
+    [ -S "$CHAT_CONTAINERD/containerd.sock" ] &&
+        ctr --address "$CHAT_CONTAINERD/containerd.sock" version >/dev/null 2>&1
+}
+
+# STATUS of a task (RUNNING, STOPPED, …), empty if there is none.
+chat_task_status() {
+    ctrc tasks ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'
+}
+
+chat_port_of() {
+    case $1 in
+        session) echo "$CHAT_SESSION_PORT" ;;
+        chat) echo "$CHAT_CHAT_PORT" ;;
+        message) echo "$CHAT_MESSAGE_PORT" ;;
+        user) echo "$CHAT_USER_PORT" ;;
+        truncator) echo "$CHAT_TRUNCATOR_PORT" ;;
+        gateway) echo "$CHAT_GATEWAY_PORT" ;;
+        mariadb) echo "$CHAT_MYSQL_PORT" ;;
+        redis) echo "$CHAT_REDIS_PORT" ;;
+        *) return 1 ;;
+    esac
+}
+
+chat_port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+chat_db_password() {
+    local f="$CHAT_VOLUMES/db-password"
+    if [ ! -s "$f" ]; then
+        mkdir -p "$CHAT_VOLUMES"
+        (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$f")
+    fi
+    cat "$f"
+}
+
+# Runs NAME with `ctr run` attached (not -d) in the background, so its
+# output is copied to logs/NAME.log for the container's whole life.
+chat_run() { # NAME CTR_RUN_ARGS... IMAGE
+    local name=$1
+    shift
+    mkdir -p "$CHAT_DIR/logs" "$CHAT_DIR/run"
+    printf '\n--- %s: starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$CHAT_DIR/logs/$name.log"
+    setsid ctr --address "$CHAT_CONTAINERD/containerd.sock" \
+        --namespace "$CHAT_NAMESPACE" run --net-host "$@" "$name" \
+        </dev/null >>"$CHAT_DIR/logs/$name.log" 2>&1 &
+    echo $! >"$CHAT_DIR/run/$name.pid"
+}
+
+chat_start() { # NAME
+    local name=$1 db redis
+    db="mysql://chat:$(chat_db_password)@127.0.0.1:$CHAT_MYSQL_PORT/chat"
+    redis="redis://127.0.0.1:$CHAT_REDIS_PORT/0"
+    local wasm=(--runtime io.containerd.wasmtime.v1 --platform wasi/wasm
+        --env LISTEN_ADDR=127.0.0.1 --env "LISTEN_PORT=$(chat_port_of "$name")" --env "LOG_LEVEL=$CHAT_LOG_LEVEL")
+    case $name in
+        mariadb)
+            mkdir -p "$CHAT_VOLUMES/mariadb"
+            chat_run mariadb --mount "type=bind,src=$CHAT_VOLUMES/mariadb,dst=/var/lib/mysql,options=rbind:rw" \
+                --env MARIADB_DATABASE=chat --env MARIADB_USER=chat --env "MARIADB_PASSWORD=$(chat_db_password)" \
+                --env MARIADB_BIND_ADDRESS=127.0.0.1 --env "MARIADB_PORT=$CHAT_MYSQL_PORT" \
+                localhost/chat/mariadb:latest
+            ;;
+        redis)
+            mkdir -p "$CHAT_VOLUMES/redis"
+            chat_run redis --mount "type=bind,src=$CHAT_VOLUMES/redis,dst=/data,options=rbind:rw" \
+                --env REDIS_BIND_ADDRESS=127.0.0.1 --env "REDIS_PORT=$CHAT_REDIS_PORT" \
+                localhost/chat/redis:latest
+            ;;
+        session | chat | message)
+            chat_run "$name" "${wasm[@]}" --env "DATABASE_URL=$db" "localhost/chat/$name:latest"
+            ;;
+        user)
+            chat_run user "${wasm[@]}" --env "DATABASE_URL=$db" --env "REDIS_URL=$redis" localhost/chat/user:latest
+            ;;
+        truncator)
+            chat_run truncator "${wasm[@]}" --env "DATABASE_URL=$db" --env "REDIS_URL=$redis" \
+                --env "TRUNCATOR_ENABLED=$CHAT_TRUNCATOR_ENABLED" localhost/chat/truncator:latest
+            ;;
+        gateway)
+            chat_run gateway "${wasm[@]}" --env STATIC_DIR=/www \
+                --env "SESSION_URL=http://127.0.0.1:$CHAT_SESSION_PORT" \
+                --env "CHAT_URL=http://127.0.0.1:$CHAT_CHAT_PORT" \
+                --env "MESSAGE_URL=http://127.0.0.1:$CHAT_MESSAGE_PORT" \
+                --env "USER_URL=http://127.0.0.1:$CHAT_USER_PORT" \
+                --env "TRUNCATOR_URL=http://127.0.0.1:$CHAT_TRUNCATOR_PORT" \
+                localhost/chat/gateway:latest
+            ;;
+        *)
+            echo "unknown service '$name'" >&2
+            return 1
+            ;;
+    esac
+}
+
+# Is NAME ready? Linux services: their port accepts connections (MariaDB's
+# first-start initialisation runs without networking). Wasm services: they
+# answer HTTP (they open their port after migrating the schema). Gateway:
+# it serves the UI and reaches the chat service (401 without a session).
+chat_ready() {
+    local name=$1 port code
+    port=$(chat_port_of "$name")
+    case $name in
+        mariadb | redis) (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null ;;
+        gateway)
+            [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/")" = 200 ] &&
+                [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/api/chats")" = 401 ]
+            ;;
+        *)
+            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/api/none")
+            [ "$code" != 000 ]
+            ;;
+    esac
+}
+
+chat_wait_ready() { # TIMEOUT_SECONDS NAME...
+    local timeout=$1 name deadline pid
+    shift
+    deadline=$((SECONDS + timeout))
+    for name in "$@"; do
+        until chat_ready "$name"; do
+            pid=$(cat "$CHAT_DIR/run/$name.pid" 2>/dev/null || true)
+            if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+                echo "error: $name exited; last lines of $CHAT_DIR/logs/$name.log:" >&2
+                tail -n 20 "$CHAT_DIR/logs/$name.log" >&2
+                return 1
+            fi
+            if [ "$SECONDS" -ge "$deadline" ]; then
+                echo "error: $name not ready after ${timeout}s; last lines of $CHAT_DIR/logs/$name.log:" >&2
+                tail -n 20 "$CHAT_DIR/logs/$name.log" >&2
+                return 1
+            fi
+            sleep 0.2
+        done
+    done
+}
+
+# Stops NAME: SIGTERM, SIGKILL after TIMEOUT seconds, then removes the task
+# and the container (and its snapshot; volumes are bind mounts and stay).
+chat_stop() { # NAME [TIMEOUT]
+    local name=$1 timeout=${2:-10} status deadline pid
+    status=$(chat_task_status "$name")
+    if [ -n "$status" ] && [ "$status" != STOPPED ]; then
+        ctrc tasks kill -s SIGTERM "$name" >/dev/null 2>&1 || true
+        deadline=$((SECONDS + timeout))
+        while status=$(chat_task_status "$name") && [ -n "$status" ] && [ "$status" != STOPPED ]; do
+            if [ "$SECONDS" -ge "$deadline" ]; then
+                chat_log "$name did not stop in ${timeout}s; SIGKILL"
+                ctrc tasks kill -s SIGKILL "$name" >/dev/null 2>&1 || true
+                deadline=$((SECONDS + 10))
+            fi
+            sleep 0.1
+        done
+    fi
+    ctrc tasks delete "$name" >/dev/null 2>&1 || true
+    ctrc containers delete "$name" >/dev/null 2>&1 || true
+    # The attached `ctr run` exits with its task; wait for it (bounded).
+    pid=$(cat "$CHAT_DIR/run/$name.pid" 2>/dev/null || true)
+    if [ -n "$pid" ]; then
+        local i
+        for i in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        # Only if it is still our `ctr run` for this container.
+        if kill -0 "$pid" 2>/dev/null && grep -qa "$CHAT_CONTAINERD/containerd.sock" "/proc/$pid/cmdline" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+        fi
+        rm -f "$CHAT_DIR/run/$name.pid"
+    fi
+}
+
+# Stops every container of the stack (Wasm services first, the gateway
+# before them, the databases last and gracefully), then containerd.
+chat_down() {
+    if [ ! -d "$CHAT_CONTAINERD" ]; then
+        return 0
+    fi
+    if ! chat_containerd_alive && [ -d "$CHAT_CONTAINERD/state" ] && [ -x "$CHAT_DIR/bin/containerd-shim-wasmtime-v1" ]; then
+        # containerd is gone but shims may still run containers: start it
+        # again (it reconnects to them) so they can be stopped cleanly.
+        containerd_up "$CHAT_CONTAINERD" "$CHAT_DIR/bin" >/dev/null 2>&1 || true
+    fi
+    if chat_containerd_alive; then
+        local name
+        for name in gateway session chat message user truncator; do
+            chat_stop "$name" 10
+        done
+        for name in redis mariadb; do
+            chat_stop "$name" 60
+        done
+        # Anything else left in the namespace (e.g. a test's exec or a
+        # container started by hand).
+        for name in $(ctrc containers ls -q 2>/dev/null); do
+            chat_stop "$name" 10
+        done
+    fi
+    containerd_down "$CHAT_CONTAINERD"
+}

@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# Installs containerd-shim-wasmtime-v1 on a node and registers the CRI runtime
+# handler `wasmtime` (runtime_type io.containerd.wasmtime.v1) with containerd.
+# Safe to run again: nothing is duplicated, and nothing changes (no restart)
+# when the node is already set up.
+#
+#   install.sh [options]
+#
+#   --host-root DIR       where the host's / is mounted (default $HOST_ROOT or /)
+#   --shim FILE           the shim binary to install (default: next to this
+#                         script, or $SHIM_BINARY)
+#   --bin-dir DIR         host directory on containerd's PATH (default /usr/local/bin)
+#   --config FILE         host path of containerd's config (default /etc/containerd/config.toml)
+#   --config-version N    2 (containerd 1.6/1.7) or 3 (2.x); only needed when the
+#                         config file is missing/empty and containerd cannot be run
+#   --handler NAME        CRI handler name, the RuntimeClass `handler` (default wasmtime)
+#   --mode auto|inplace|dropin
+#                         auto (default): a version 3 config that imports a
+#                         directory gets a drop-in file there; anything else is
+#                         edited in place (containerd 1.x would let a drop-in
+#                         replace the whole CRI section). dropin insists on a
+#                         drop-in (version 3 with imports only).
+#   --no-restart          do not restart containerd (it must be restarted before
+#                         the handler works)
+#   --restart-cmd CMD     restart with CMD instead of systemctl (via nsenter into
+#                         PID 1's namespaces when --host-root is not /)
+#   --label-node          label the node wasmtime.containerd.io/enabled=true when
+#                         done (in a pod: NODE_NAME, service account with patch
+#                         on nodes)
+#   --skip-runc-check     do not insist on runc being installed on the host
+#
+# Exit status: 0 done (or nothing to do), 1 error, 2 usage error, 3 the handler
+# name is already taken by another runtime.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+SHIM_BINARY=${SHIM_BINARY:-$HERE/$SHIM_NAME}
+CONFIG_VERSION=${CONFIG_VERSION:-}
+MODE=auto
+RESTART=1
+LABEL=0
+RUNC_CHECK=1
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 2
+}
+
+while [ "$#" -gt 0 ]; do
+    case $1 in
+        --host-root) HOST_ROOT=${2:?}; shift ;;
+        --shim) SHIM_BINARY=${2:?}; shift ;;
+        --bin-dir) BIN_DIR=${2:?}; shift ;;
+        --config) CONTAINERD_CONFIG=${2:?}; shift ;;
+        --config-version) CONFIG_VERSION=${2:?}; shift ;;
+        --handler) HANDLER=${2:?}; shift ;;
+        --mode) MODE=${2:?}; shift ;;
+        --no-restart) RESTART=0 ;;
+        --restart-cmd) RESTART_CMD=${2:?}; shift ;;
+        --label-node) LABEL=1 ;;
+        --skip-runc-check) RUNC_CHECK=0 ;;
+        -h | --help) usage ;;
+        *) echo "unknown option: $1" >&2; usage ;;
+    esac
+    shift
+done
+check_common_args
+case $MODE in auto | inplace | dropin) ;; *) die "--mode must be auto, inplace or dropin" 2 ;; esac
+case $CONFIG_VERSION in "" | 1 | 2 | 3) ;; *) die "--config-version must be 2 or 3" 2 ;; esac
+[ -f "$SHIM_BINARY" ] || die "shim binary not found: $SHIM_BINARY (--shim)"
+
+if command -v flock >/dev/null 2>&1; then
+    lockdir=$(hostpath /run)
+    [ -d "$lockdir" ] || lockdir=${TMPDIR:-/tmp}
+    exec 9>"$lockdir/wasmtime-node-installer.lock"
+    flock 9
+fi
+
+# --- runc: pod sandboxes and Linux sidecars run under it -------------------
+if [ "$RUNC_CHECK" = 1 ]; then
+    found=""
+    for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+        if [ -x "$(hostpath "$d/runc")" ]; then found="$d/runc"; break; fi
+    done
+    [ -n "$found" ] || die "runc is not installed on the host (looked in /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin); the shim runs pod sandboxes and Linux containers with it (--skip-runc-check to install anyway)"
+    log "runc: $found"
+fi
+
+# --- the binary ---------------------------------------------------------------
+dest_dir=$(hostpath "$BIN_DIR")
+dest="$dest_dir/$SHIM_NAME"
+mkdir -p "$dest_dir"
+if [ -f "$dest" ] && cmp -s "$SHIM_BINARY" "$dest"; then
+    log "binary: $BIN_DIR/$SHIM_NAME is up to date"
+else
+    # A new inode, renamed into place: running shims keep the old file.
+    tmp=$(mktemp "$dest_dir/.$SHIM_NAME.XXXXXX")
+    cp "$SHIM_BINARY" "$tmp"
+    chmod 0755 "$tmp"
+    mv -f "$tmp" "$dest"
+    log "binary: installed $BIN_DIR/$SHIM_NAME"
+fi
+# Does it run on this host (libc, architecture)?
+if out=$(host_run "$BIN_DIR/$SHIM_NAME" --version 2>&1); then
+    log "binary: runs on the host: $(printf '%s' "$out" | tr -s '\n ' ' ')"
+else
+    rc=$?
+    if [ "$rc" = 127 ] && [ ! -e "$(hostpath /bin/sh)" ]; then
+        log "binary: cannot run programs in $HOST_ROOT; not checked"
+    else
+        die "$BIN_DIR/$SHIM_NAME --version failed on the host (exit $rc): $out"
+    fi
+fi
+
+# --- containerd's config --------------------------------------------------------
+main=$(hostpath "$CONTAINERD_CONFIG")
+mkdir -p "$(dirname "$main")"
+# A file of comments and blank lines only counts as empty.
+needs_version=0
+if [ -s "$main" ] && ! grep -qvE '^[[:space:]]*(#.*)?$' "$main"; then
+    needs_version=1
+fi
+if [ -s "$main" ] && [ "$needs_version" = 0 ]; then
+    version=$(config_version "$main")
+    if [ -n "$CONFIG_VERSION" ] && [ "$CONFIG_VERSION" != "$version" ]; then
+        die "$CONTAINERD_CONFIG is version $version, not $CONFIG_VERSION (--config-version)"
+    fi
+    [ "$version" != 1 ] || warn "$CONTAINERD_CONFIG has no 'version' (a version 1 config, containerd 1.x only): using [plugins.cri...]; consider 'containerd config migrate'"
+else
+    version=$CONFIG_VERSION
+    if [ -z "$version" ]; then
+        major=$(host_containerd_major)
+        case $major in
+            1) version=2 ;;
+            2) version=3 ;;
+            *) die "$CONTAINERD_CONFIG is missing or empty and the host's containerd version is unknown: pass --config-version 2 (containerd 1.6/1.7) or 3 (2.x)" ;;
+        esac
+    fi
+    log "config: $CONTAINERD_CONFIG has no settings; writing a version $version config (containerd's defaults plus the handler)"
+    needs_version=1
+fi
+disabled=""
+[ ! -f "$main" ] || disabled=$(toml top "$main" -v name=disabled_plugins)
+case $disabled in
+    *\"cri\"* | *\'cri\'* | *io.containerd.grpc.v1.cri*)
+        warn "$CONTAINERD_CONFIG disables the CRI plugin (disabled_plugins): Kubernetes cannot use this containerd, nor the handler, until it is enabled" ;;
+esac
+key=$(handler_key "$version")
+cri_key=$(cri_plugin_key "$version")
+log "config: version $version, handler table [${key//\//.}]"
+
+files=()
+[ -f "$main" ] && files+=("$CONTAINERD_CONFIG")
+if [ -s "$main" ]; then
+    while IFS= read -r f; do files+=("$f"); done < <(imported_files "$main" "$version")
+fi
+
+# Where is the handler now, if anywhere?
+ours=""        # file holding our marker block
+ours_dropin="" # our drop-in file
+others=()      # file:line of handler tables not written by us
+for f in "${files[@]}"; do
+    hf=$(hostpath "$f")
+    if [ "$f" != "$CONTAINERD_CONFIG" ] && [ "$(head -n 1 "$hf")" = "$MARK_BEGIN" ]; then
+        ours_dropin=$f # a whole file of ours
+        continue
+    fi
+    has_our_block "$hf" && ours=$f
+    body=$(strip_our_blocks "$hf")
+    while IFS= read -r line; do
+        [ -n "$line" ] && others+=("$f:$line")
+    done < <(tables_under <(printf '%s\n' "$body") "$key")
+    while IFS= read -r line; do
+        [ -n "$line" ] && others+=("$f:${line%%:*} (dotted key or inline table)")
+    done < <(other_handler_forms <(printf '%s\n' "$body"))
+done
+
+changed=0
+if [ "${#others[@]}" -gt 0 ]; then
+    # Configured by someone else. Fine if it is our runtime; never edit it.
+    first=${others[0]%%:*}
+    current=$(toml value "$(hostpath "$first")" -v table="$key" -v key=runtime_type)
+    if [ "$current" = "$RUNTIME_TYPE" ] && [ -z "$ours" ] && [ -z "$ours_dropin" ]; then
+        log "config: handler '$HANDLER' is already configured with runtime_type $RUNTIME_TYPE in $first (not by this installer); leaving it"
+    elif [ -n "$ours" ] || [ -n "$ours_dropin" ]; then
+        die "handler '$HANDLER' is defined twice: by this installer in ${ours:-$ours_dropin} and at ${others[*]}; remove one (uninstall.sh removes ours)"
+    else
+        die "handler '$HANDLER' is already taken at ${others[*]} (runtime_type '${current:-?}'); remove it, or pick another name with --handler (and the same RuntimeClass handler)" 3
+    fi
+else
+    # Decide where our block belongs.
+    target="" dropin=""
+    if [ "$version" = 3 ] && [ "$MODE" != inplace ]; then
+        # The first imported directory glob: DIR/*SUFFIX.
+        cfgdir=$(dirname "$CONTAINERD_CONFIG")
+        if [ -s "$main" ]; then
+            while IFS= read -r pattern; do
+                case $pattern in /*) ;; *) pattern="$cfgdir/$pattern" ;; esac
+                base=${pattern##*/} dir=${pattern%/*}
+                if [[ $base == "*"* && ${base#\*} != *[*?[]* && $dir != *[*?[]* ]]; then
+                    dropin="$dir/wasmtime${base#\*}"
+                    [ "$dropin" != "$dir/wasmtime" ] || dropin="$dir/wasmtime.toml"
+                    break
+                fi
+            done < <(toml imports "$main")
+        fi
+        if [ -z "$dropin" ] && [ "$MODE" = dropin ]; then
+            die "--mode dropin: $CONTAINERD_CONFIG imports no directory (add imports = [\"$cfgdir/conf.d/*.toml\"] before its first table, or use --mode inplace)"
+        fi
+    elif [ "$MODE" = dropin ]; then
+        die "--mode dropin needs a version 3 config (containerd 2.x): containerd 1.x replaces a plugin's whole section with an imported file's"
+    fi
+
+    if [ -n "$dropin" ]; then
+        target=$dropin
+    else
+        # In place, in the last loaded file that configures the CRI plugin
+        # (containerd 1.x keeps only the last file's section), else the main file.
+        target=$CONTAINERD_CONFIG
+        for f in "${files[@]}"; do
+            [ "$f" != "$ours_dropin" ] || continue
+            [ -z "$(tables_under "$(hostpath "$f")" "$cri_key")" ] || target=$f
+        done
+    fi
+
+    if [ -n "$ours_dropin" ] && [ "$ours_dropin" != "$target" ]; then
+        die "this installer's drop-in $ours_dropin is not where it would go now ($target); run uninstall.sh first"
+    fi
+    if [ -n "$ours" ] && [ "$ours" != "$target" ]; then
+        die "this installer's block in $ours is not where it would go now ($target); run uninstall.sh first"
+    fi
+
+    new=$(mktemp)
+    trap 'rm -f "$new"' EXIT
+    htarget=$(hostpath "$target")
+    if [ -n "$dropin" ]; then
+        {
+            echo "$MARK_BEGIN"
+            echo "# containerd 2.x merges this file into $CONTAINERD_CONFIG (imports)."
+            echo "version = 3"
+            echo ""
+            handler_header 3
+            printf '  runtime_type = "%s"\n' "$RUNTIME_TYPE"
+            echo "$MARK_END"
+        } >"$new"
+    else
+        if [ "$needs_version" = 1 ] && [ "$target" = "$CONTAINERD_CONFIG" ]; then
+            printf 'version = %s\n' "$version" >"$new"
+            [ ! -f "$htarget" ] || strip_our_blocks "$htarget" >>"$new"
+        elif [ -f "$htarget" ]; then
+            strip_our_blocks "$htarget" >"$new"
+        else
+            : >"$new"
+        fi
+        [ ! -s "$new" ] || [ -z "$(tail -c 1 "$new")" ] || echo >>"$new"
+        { echo; handler_block "$version"; } >>"$new"
+    fi
+
+    if [ -f "$htarget" ] && cmp -s "$new" "$htarget"; then
+        log "config: handler '$HANDLER' already registered in $target"
+    else
+        toml_valid "$new" || die "the new $target would not be valid TOML; nothing was changed"
+        mkdir -p "$(dirname "$htarget")"
+        if [ -f "$htarget" ]; then
+            [ -e "$htarget$BACKUP_SUFFIX" ] || cp -p "$htarget" "$htarget$BACKUP_SUFFIX"
+            replace_file "$htarget" "$new"
+            log "config: registered handler '$HANDLER' in $target (original kept as $target$BACKUP_SUFFIX)"
+        else
+            cp "$new" "$htarget"
+            chmod 0644 "$htarget"
+            log "config: registered handler '$HANDLER' in $target (new file)"
+        fi
+        changed=1
+    fi
+
+    # containerd's own reading of the result, when it can run here.
+    if [ "$changed" = 1 ] && dump=$(host_run containerd --config "$CONTAINERD_CONFIG" config dump 2>&1); then
+        if printf '%s\n' "$dump" | grep -Eq "runtimes\.[\"']?$HANDLER[\"']?\]"; then
+            log "config: containerd reads the handler from the new config"
+        else
+            warn "containerd config dump does not show the handler '$HANDLER'; check $CONTAINERD_CONFIG"
+        fi
+    fi
+fi
+
+# --- restart, label ----------------------------------------------------------------
+if [ "$changed" = 0 ]; then
+    log "restart: not needed (containerd's config is unchanged)"
+elif [ "$RESTART" = 1 ]; then
+    restart_containerd
+else
+    log "restart: skipped (--no-restart); restart containerd before using the handler"
+fi
+if [ "$LABEL" = 1 ]; then
+    if [ "$changed" = 1 ] && [ "$RESTART" = 0 ]; then
+        warn "not labelling node ${NODE_NAME:-?}: containerd was not restarted"
+    else
+        patch_node_label true
+        log "node: labelled ${NODE_NAME} $NODE_LABEL=true"
+    fi
+fi
+log "done"

@@ -1,0 +1,304 @@
+# Shared by install.sh and uninstall.sh. Source it; needs bash, awk, cmp,
+# and for --label-node, curl.
+#
+# All host paths are given as the host sees them (/etc/containerd/config.toml)
+# and reached under $HOST_ROOT (/host in the DaemonSet, / on the node itself).
+
+SHIM_NAME=containerd-shim-wasmtime-v1
+RUNTIME_TYPE=io.containerd.wasmtime.v1
+NODE_LABEL=wasmtime.containerd.io/enabled
+MARK_BEGIN="# >>> containerd-shim-wasmtime: added by deploy/node-installer; uninstall.sh removes it >>>"
+MARK_END="# <<< containerd-shim-wasmtime <<<"
+BACKUP_SUFFIX=.pre-wasmtime
+
+HOST_ROOT=${HOST_ROOT:-/}
+BIN_DIR=${BIN_DIR:-/usr/local/bin}
+CONTAINERD_CONFIG=${CONTAINERD_CONFIG:-/etc/containerd/config.toml}
+HANDLER=${HANDLER:-wasmtime}
+SA_DIR=${SA_DIR:-/var/run/secrets/kubernetes.io/serviceaccount}
+
+log() { printf 'wasmtime-node-installer: %s\n' "$*"; }
+warn() { printf 'wasmtime-node-installer: warning: %s\n' "$*" >&2; }
+die() {
+    printf 'wasmtime-node-installer: error: %s\n' "$*" >&2
+    exit "${2:-1}"
+}
+
+# hostpath PATH: where the host's PATH is reachable from here.
+hostpath() {
+    case $HOST_ROOT in
+        / | "") printf '%s\n' "$1" ;;
+        *) printf '%s%s\n' "${HOST_ROOT%/}" "$1" ;;
+    esac
+}
+
+check_common_args() {
+    [ -d "$HOST_ROOT" ] || die "host root $HOST_ROOT is not a directory"
+    case $BIN_DIR in /*) ;; *) die "--bin-dir must be an absolute host path: $BIN_DIR" ;; esac
+    case $CONTAINERD_CONFIG in /*) ;; *) die "--config must be an absolute host path: $CONTAINERD_CONFIG" ;; esac
+    # A RuntimeClass handler is a DNS label.
+    [[ $HANDLER =~ ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$ ]] || die "--handler must be a DNS label (lower case letters, digits, '-'): $HANDLER"
+}
+
+# Runs a program as the host would: directly when HOST_ROOT is /, else with
+# chroot, if the host root can run programs at all. Returns 127 when not.
+host_run() {
+    case $HOST_ROOT in
+        / | "") "$@" ;;
+        *)
+            command -v chroot >/dev/null 2>&1 && [ -e "$HOST_ROOT/bin/sh" ] || return 127
+            chroot "$HOST_ROOT" "$@"
+            ;;
+    esac
+}
+
+# The TOML reader: table headers, top-level keys and the imports list of a
+# containerd config, without a TOML library (the installer image has none).
+# Keys are normalised: quotes and spaces dropped, segments joined with '/':
+#   [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wasmtime]
+#   → plugins/io.containerd.cri.v1.runtime/containerd/runtimes/wasmtime
+# Modes (-v mode=...):
+#   headers   LINE<TAB>KEY for every [table] header
+#   top KEY   the raw value of a top-level key (before the first table)
+#   imports   each string of the top-level imports array, one a line
+#   value     (-v table=KEY -v key=NAME) the string value of NAME in that table
+TOML_AWK='
+function parse_key(s,    out, seg, q, c, i, n) {
+    out = ""; seg = ""; q = ""; n = 0
+    for (i = 1; i <= length(s); i++) {
+        c = substr(s, i, 1)
+        if (q != "") {
+            if (c == q) { q = ""; continue }
+            if (c == "\\" && q == "\"") { i++; seg = seg substr(s, i, 1); continue }
+            seg = seg c; continue
+        }
+        if (c == "\"" || c == sq) { q = c; continue }
+        if (c == "]") break
+        if (c == " " || c == "\t") continue
+        if (c == ".") { out = out (n++ ? "/" : "") seg; seg = ""; continue }
+        seg = seg c
+    }
+    return out (n ? "/" : "") seg
+}
+function unquote(v) {
+    sub(/^[ \t]*/, "", v)
+    if (v ~ /^"/) { v = substr(v, 2); sub(/".*$/, "", v); return v }
+    if (substr(v, 1, 1) == sq) { v = substr(v, 2); v = substr(v, 1, index(v, sq) - 1); return v }
+    sub(/[ \t]*(#.*)?$/, "", v)
+    return v
+}
+BEGIN { intable = 0; current = ""; collecting = 0; strre = "\"[^\"]*\"|" sq "[^" sq "]*" sq }
+/^[ \t]*\[\[/ { intable = 1; current = ""; next }
+/^[ \t]*\[/ {
+    intable = 1
+    line = $0; sub(/^[ \t]*\[/, "", line)
+    current = parse_key(line)
+    if (mode == "headers") printf "%d\t%s\n", NR, current
+    next
+}
+mode == "imports" && !intable {
+    if (!collecting && $0 ~ /^[ \t]*imports[ \t]*=/) { collecting = 1; sub(/^[^=]*=/, "") }
+    if (collecting) {
+        rest = $0
+        while (match(rest, strre)) {
+            print substr(rest, RSTART + 1, RLENGTH - 2)
+            rest = substr(rest, RSTART + RLENGTH)
+        }
+        if ($0 ~ /\]/) collecting = 0
+    }
+    next
+}
+mode == "top" && !intable && $0 ~ "^[ \t]*" name "[ \t]*=" {
+    v = $0; sub(/^[^=]*=/, "", v); print unquote(v); exit
+}
+mode == "value" && intable && current == table && $0 ~ "^[ \t]*\"?" key "\"?[ \t]*=" {
+    v = $0; sub(/^[^=]*=/, "", v); print unquote(v); exit
+}
+'
+
+toml() { # MODE FILE [awk -v assignments...]
+    local mode=$1 file=$2
+    shift 2
+    ${AWK:-awk} -v mode="$mode" -v sq="'" "$@" "$TOML_AWK" "$file"
+}
+
+# Config version of a file: its top-level `version`, 1 when absent (as
+# containerd 1.x reads a file without one).
+config_version() {
+    local v
+    v=$(toml top "$1" -v name=version)
+    [ -n "$v" ] || v=1
+    [[ $v =~ ^[0-9]+$ ]] || die "$1: cannot read its version ($v)"
+    printf '%s\n' "$v"
+}
+
+# Major version of the host's containerd, when it can be run; empty if not.
+host_containerd_major() {
+    local out v
+    out=$(host_run containerd --version 2>/dev/null) || return 0
+    # containerd github.com/containerd/containerd[/v2] [v]X.Y.Z ...
+    v=$(printf '%s\n' "$out" | ${AWK:-awk} '{print $3}' | sed 's/^v//')
+    printf '%s\n' "${v%%.*}"
+}
+
+# The CRI plugin and the runtimes table for a config version.
+cri_plugin_key() {
+    case $1 in
+        1) echo "plugins/cri" ;;
+        2) echo "plugins/io.containerd.grpc.v1.cri" ;;
+        3) echo "plugins/io.containerd.cri.v1.runtime" ;;
+        *) die "containerd config version $1 is not supported (1, 2 and 3 are)" ;;
+    esac
+}
+handler_key() { echo "$(cri_plugin_key "$1")/containerd/runtimes/$HANDLER"; }
+handler_header() {
+    case $1 in
+        1) echo "[plugins.cri.containerd.runtimes.$HANDLER]" ;;
+        2) echo "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.$HANDLER]" ;;
+        3) echo "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.$HANDLER]" ;;
+    esac
+}
+
+# The TOML that registers the handler, between our markers.
+handler_block() {
+    printf '%s\n%s\n  runtime_type = "%s"\n%s\n' "$MARK_BEGIN" "$(handler_header "$1")" "$RUNTIME_TYPE" "$MARK_END"
+}
+
+# Host paths of the files `imports` of the main config pulls in, in the
+# order containerd loads them (each glob's matches sorted). A relative path is
+# relative to the config's directory, except a relative glob for containerd
+# 1.x (config version 1/2), which resolves against containerd's working
+# directory: / under systemd.
+imported_files() { # MAIN VERSION
+    local main=$1 version=$2 pattern dir f glob
+    dir=$(dirname "$CONTAINERD_CONFIG")
+    while IFS= read -r pattern; do
+        [ -n "$pattern" ] || continue
+        glob=0
+        [[ $pattern == *"*"* || $pattern == *"?"* || $pattern == *"["* ]] && glob=1
+        case $pattern in
+            /*) ;;
+            *)
+                if [ "$glob" = 1 ] && [ "$version" -le 2 ]; then
+                    warn "imports: relative glob '$pattern' is resolved by containerd 1.x against its working directory; assuming /"
+                    pattern="/$pattern"
+                else
+                    pattern="$dir/$pattern"
+                fi
+                ;;
+        esac
+        if [ "$glob" = 1 ]; then
+            local prefix
+            prefix=$(hostpath /)
+            prefix=${prefix%/}
+            while IFS= read -r f; do
+                [ -n "$f" ] && printf '%s\n' "${f#"$prefix"}"
+            done < <(compgen -G "$(hostpath "$pattern")" | LC_ALL=C sort)
+        else
+            [ -e "$(hostpath "$pattern")" ] && printf '%s\n' "$pattern"
+        fi
+    done < <(toml imports "$main")
+}
+
+# Lines of FILE whose table is KEY or a sub-table of it.
+tables_under() { # FILE KEY
+    toml headers "$1" | ${AWK:-awk} -F '\t' -v k="$2" '$2 == k || index($2, k "/") == 1 {print $1}'
+}
+
+# The handler written as dotted keys or an inline table, which this script
+# does not edit: `runtimes.wasmtime.runtime_type = ...`, `wasmtime = {...}`.
+other_handler_forms() { # FILE
+    grep -nE "(^|[^A-Za-z0-9_-])(\"|')?$HANDLER(\"|')?[[:space:]]*=[[:space:]]*\{|runtimes[[:space:]]*\.[[:space:]]*(\"|')?$HANDLER(\"|')?[[:space:]]*\." "$1" || true
+}
+
+# FILE has a block between our markers.
+has_our_block() { grep -qxF "$MARK_BEGIN" "$1" 2>/dev/null; }
+
+# Removes our marker blocks (and the blank line we put before each) from
+# FILE's content, printing the rest.
+strip_our_blocks() { # FILE
+    ${AWK:-awk} -v b="$MARK_BEGIN" -v e="$MARK_END" '
+        skip { if ($0 == e) skip = 0; next }
+        $0 == b { held = 0; skip = 1; next }
+        held { print ""; held = 0 }
+        $0 == "" { held = 1; next }
+        { print }
+        END { if (held) print "" }
+    ' "$1"
+}
+
+# Replaces FILE with CONTENT_FILE atomically, keeping FILE's mode.
+replace_file() { # FILE CONTENT_FILE
+    local file=$1 content=$2 tmp
+    tmp=$(mktemp "$(dirname "$file")/.$(basename "$file").XXXXXX")
+    cat "$content" >"$tmp"
+    chmod --reference="$file" "$tmp" 2>/dev/null || chmod 0644 "$tmp"
+    mv -f "$tmp" "$file"
+}
+
+# The first python3 that has tomllib (3.11+), for an optional parse check.
+toml_python() {
+    local p
+    for p in python3 /usr/bin/python3; do
+        if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import tomllib' 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Checks that FILE is valid TOML, when a python3 with tomllib is at hand.
+# Returns 0 (valid or cannot tell), 1 (invalid, reason on stderr).
+toml_valid() { # FILE
+    local py
+    py=$(toml_python) || return 0
+    "$py" -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], "rb"))' "$1"
+}
+
+# Restart containerd. The default enters the host's namespaces through PID 1
+# (the DaemonSet runs with hostPID) unless the host root is /.
+restart_containerd() {
+    if [ -n "${RESTART_CMD:-}" ]; then
+        log "restarting containerd: $RESTART_CMD"
+        bash -c "$RESTART_CMD" || die "restart command failed: $RESTART_CMD"
+        return 0
+    fi
+    local -a on_host=()
+    case $HOST_ROOT in / | "") ;; *) on_host=(nsenter -t 1 -m -u -i -n -p --) ;; esac
+    log "restarting containerd: ${on_host[*]}${on_host:+ }systemctl restart containerd"
+    "${on_host[@]}" systemctl restart containerd || die "systemctl restart containerd failed"
+    local i
+    for i in $(seq 1 60); do
+        if "${on_host[@]}" systemctl is-active --quiet containerd; then
+            log "containerd is active"
+            return 0
+        fi
+        sleep 1
+    done
+    die "containerd did not become active within 60 s after the restart"
+}
+
+# Sets (VALUE "true") or removes (VALUE "null") the node label, through the
+# API server with the pod's service account (RBAC: patch on nodes).
+patch_node_label() { # true|null
+    local value=$1 body api token
+    [ -n "${NODE_NAME:-}" ] || die "--label-node needs NODE_NAME (the DaemonSet sets it from spec.nodeName)"
+    [ -n "${KUBERNETES_SERVICE_HOST:-}" ] || die "--label-node needs KUBERNETES_SERVICE_HOST (run it in a pod)"
+    [ -r "$SA_DIR/token" ] || die "--label-node: no service account token in $SA_DIR"
+    command -v curl >/dev/null 2>&1 || die "--label-node needs curl"
+    case $value in
+        true) body="{\"metadata\":{\"labels\":{\"$NODE_LABEL\":\"true\"}}}" ;;
+        *) body="{\"metadata\":{\"labels\":{\"$NODE_LABEL\":null}}}" ;;
+    esac
+    local host=$KUBERNETES_SERVICE_HOST
+    [[ $host == *:* ]] && host="[$host]"
+    api="https://$host:${KUBERNETES_SERVICE_PORT:-443}"
+    token=$(cat "$SA_DIR/token")
+    curl -fsS --max-time 30 --cacert "$SA_DIR/ca.crt" \
+        -H "Authorization: Bearer $token" \
+        -H "Content-Type: application/merge-patch+json" \
+        -X PATCH --data "$body" \
+        "$api/api/v1/nodes/$NODE_NAME" >/dev/null ||
+        die "could not patch node $NODE_NAME (does the service account have patch on nodes?)"
+}

@@ -1,0 +1,53 @@
+"""Reads containerd config files as containerd would merge them and prints one value.
+
+    effective_config.py VERSION KEY FILE [IMPORTED_FILE...]
+
+KEY is '/'-separated (plugins/io.containerd.grpc.v1.cri/sandbox_image). Every
+file must parse as TOML (tomllib, Python 3.11+). Imported files are merged in
+the order given, as containerd does:
+  - version 1/2 (containerd 1.x): an imported file's plugin section replaces
+    the whole section of the same plugin (top-level maps merged by key);
+  - version 3 (containerd 2.x): tables are merged key by key.
+Prints the value (JSON for tables and arrays); exits 1 when KEY is absent,
+2 when a file is not valid TOML.
+"""
+
+import json
+import sys
+import tomllib
+
+
+def deep_merge(into, other):
+    for k, v in other.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            deep_merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def main():
+    version, key, files = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    merged = {}
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            print(f"{path}: {e}", file=sys.stderr)
+            sys.exit(2)
+        if version >= 3:
+            deep_merge(merged, data)
+            continue
+        plugins = data.pop("plugins", {})
+        merged.update(data)
+        merged.setdefault("plugins", {}).update(plugins)
+    node = merged
+    for part in key.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            sys.exit(1)
+        node = node[part]
+    print(node if isinstance(node, str) else json.dumps(node, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+//! The Kubernetes path: pods driven through containerd's CRI plugin exactly
+//! as kubelet drives them, with the runtime handler `wasmtime`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use e2e::cri::{container_config, pod_config, v1, Cri};
+use e2e::*;
+
+const HANDLER: &str = "wasmtime";
+const CGROUP_ROOT: &str = "wasmtime-e2e";
+
+struct Pod {
+    cri: Cri,
+    id: String,
+    config: v1::PodSandboxConfig,
+    log_dir: PathBuf,
+    cgroup_parent: String,
+}
+
+impl Pod {
+    fn run(name: &str) -> Pod {
+        let name = unique(name);
+        let log_dir = std::env::temp_dir().join(format!("e2e-logs-{name}"));
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let cgroup_parent = format!("/{CGROUP_ROOT}/{name}");
+        let config = pod_config(&name, &log_dir, &cgroup_parent);
+        let mut cri = Cri::connect();
+        let id = cri.run_pod(&config, HANDLER).unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
+        Pod { cri, id, config, log_dir, cgroup_parent }
+    }
+
+    fn create(&mut self, name: &str, image_name: &str, command: &[&str]) -> String {
+        let config = container_config(name, &image(image_name), command, &format!("{name}.log"));
+        self.cri.create_container(&self.id, &config, &self.config).unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
+    }
+
+    fn start(&mut self, name: &str, image_name: &str, command: &[&str]) -> String {
+        let id = self.create(name, image_name, command);
+        self.cri.start_container(&id).unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+        id
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    fn ip(&mut self) -> String {
+        self.cri.pod_status(&self.id).unwrap().network.map(|n| n.ip).unwrap_or_default()
+    }
+
+    /// Stop and remove the pod, then do what kubelet does after: remove the
+    /// pod-level cgroup and the log directory.
+    fn remove(mut self) {
+        self.cri.stop_pod(&self.id).unwrap_or_else(|e| panic!("StopPodSandbox: {e}"));
+        self.cri.remove_pod(&self.id).unwrap_or_else(|e| panic!("RemovePodSandbox: {e}"));
+        for dir in cgroup_dirs(&self.cgroup_parent) {
+            let _ = std::fs::remove_dir(dir);
+        }
+        let _ = std::fs::remove_dir_all(&self.log_dir);
+    }
+}
+
+/// The directories of a cgroup path in every v1 hierarchy that has it.
+fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .map(|rd| rd.flatten().map(|e| e.path().join(path.trim_start_matches('/'))).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default()
+}
+
+/// Shim processes serving pod `pod_id` (a pod's shim is named by its sandbox).
+fn pod_shims(pod_id: &str) -> Vec<u32> {
+    shim_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).split('\0').any(|a| a == pod_id))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn k8s_task_pid(id: &str) -> Option<u32> {
+    let env = env();
+    let out = std::process::Command::new("ctr")
+        .arg("--address").arg(env.dir.join("containerd.sock"))
+        .args(["--namespace", "k8s.io", "tasks", "ls"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+#[test]
+fn cri_wasm_pod_runs_logs_and_exits_with_its_code() {
+    let mut pod = Pod::run("logs");
+    let ok = pod.start("ok", "probe", &["/probe.wasm", "args", "hello-cri"]);
+    let failing = pod.start("failing", "probe", &["/probe.wasm", "exit", "7"]);
+    let trapping = pod.start("trapping", "trap", &["/trap.wat"]);
+    let status = pod.cri.wait_exited(&ok, Duration::from_secs(30));
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    assert_eq!(status.reason, "Completed");
+    let log = pod.log("ok");
+    assert!(log.lines().any(|l| l.contains(" stdout F argv[2]=hello-cri")), "kubelet-format log expected: {log:?}");
+    let status = pod.cri.wait_exited(&failing, Duration::from_secs(30));
+    assert_eq!((status.exit_code, status.reason.as_str()), (7, "Error"), "{status:?}");
+    let status = pod.cri.wait_exited(&trapping, Duration::from_secs(30));
+    assert_eq!(status.exit_code, 134, "{status:?}");
+    pod.remove();
+}
+
+#[test]
+fn cri_wasm_http_server_answers_on_the_pod_network() {
+    let mut pod = Pod::run("http");
+    let server = pod.start("server", "probe-p2", &["/probe-p2.wasm", "listen", "8080"]);
+    assert!(pod.cri.wait_running(&server, Duration::from_secs(30)));
+    let ip = pod.ip();
+    assert!(!ip.is_empty(), "pod has no IP");
+    // The pod's IP is on this test's own bridge.
+    let mut reply = None;
+    assert!(wait_until(Duration::from_secs(15), || {
+        reply = http_get(&ip, 8080);
+        reply.is_some()
+    }), "nothing answered on {ip}:8080");
+    assert!(reply.unwrap().contains("hello from probe"));
+    // Not on the host's loopback: the server lives in the pod's namespace.
+    assert!(http_get("127.0.0.1", 8080).map_or(true, |r| !r.contains("hello from probe")));
+    pod.remove();
+}
+
+#[test]
+fn cri_pod_mixes_a_linux_sidecar_and_wasm_containers_in_one_shim() {
+    let mut pod = Pod::run("mixed");
+    let sidecar = pod.start("sidecar", "busybox", &[
+        "/bin/busybox", "sh", "-c",
+        "/bin/busybox mkdir -p /tmp/www && echo sidecar-page > /tmp/www/index.html && exec /bin/busybox httpd -f -p 9000 -h /tmp/www",
+    ]);
+    assert!(pod.cri.wait_running(&sidecar, Duration::from_secs(30)));
+    let sleeper = pod.start("sleeper", "probe", &["/probe.wasm", "sleep", "3600"]);
+    assert!(pod.cri.wait_running(&sleeper, Duration::from_secs(30)));
+    // The Wasm container reaches the sidecar over the pod's loopback.
+    let mut client_log = String::new();
+    assert!(wait_until(Duration::from_secs(20), || {
+        let client = pod.start(&format!("client-{}", unique("c")), "probe-p2", &["/probe-p2.wasm", "connect", "127.0.0.1:9000"]);
+        let status = pod.cri.wait_exited(&client, Duration::from_secs(20));
+        client_log = std::fs::read_dir(&pod.log_dir).unwrap().flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("client-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect();
+        status.exit_code == 0 && client_log.contains("sidecar-page")
+    }), "wasm client never got the sidecar's page: {client_log}");
+
+    // One shim serves the pod: the sandbox, the sidecar and the Wasm containers.
+    let shims = pod_shims(&pod.id);
+    assert_eq!(shims.len(), 1, "expected one shim for pod {}: {shims:?}", pod.id);
+    let shim = shims[0];
+    assert_eq!(k8s_task_pid(&sleeper), Some(shim), "Wasm containers run inside the pod's shim");
+    // The sidecar is a real Linux container: its own process and PID namespace.
+    let sidecar_pid = k8s_task_pid(&sidecar).expect("sidecar pid");
+    assert_ne!(sidecar_pid, shim);
+    assert_ne!(std::fs::read_link(format!("/proc/{sidecar_pid}/ns/pid")).unwrap(), std::fs::read_link(format!("/proc/{shim}/ns/pid")).unwrap());
+    pod.remove();
+    assert!(wait_until(Duration::from_secs(10), || !std::path::Path::new(&format!("/proc/{shim}")).exists()), "pod shim {shim} outlived its pod");
+}
+
+#[test]
+fn cri_wasm_containers_are_accounted_to_their_cgroups() {
+    let mut pod = Pod::run("cgroups");
+    let busy = pod.start("busy", "probe", &["/probe.wasm", "loop"]);
+    assert!(pod.cri.wait_running(&busy, Duration::from_secs(30)));
+    let shim = k8s_task_pid(&busy).expect("pid");
+    // The guest thread sits in the container's cgroup...
+    let cpu_dir = PathBuf::from("/sys/fs/cgroup/cpu").join(pod.cgroup_parent.trim_start_matches('/')).join(&busy);
+    let tasks = std::fs::read_to_string(cpu_dir.join("tasks")).unwrap_or_default();
+    let shim_threads: Vec<String> = std::fs::read_dir(format!("/proc/{shim}/task")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(tasks.lines().any(|t| shim_threads.iter().any(|s| s == t)), "no shim thread in {}: {tasks:?}", cpu_dir.display());
+    // ...and the pod's limits cover the shim.
+    let procs = std::fs::read_to_string(PathBuf::from("/sys/fs/cgroup/memory").join(pod.cgroup_parent.trim_start_matches('/')).join("cgroup.procs")).unwrap_or_default();
+    assert!(procs.lines().any(|p| p == shim.to_string()), "shim not in the pod's memory cgroup: {procs:?}");
+    // Stats report real CPU use of the busy guest, and its memory.
+    let mut stats = v1::ContainerStats::default();
+    assert!(wait_until(Duration::from_secs(20), || {
+        stats = pod.cri.container_stats(&busy).unwrap();
+        stats.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds.as_ref()).map_or(0, |v| v.value) > 10_000_000
+    }), "no CPU usage reported: {stats:?}");
+    let memory = stats.memory.as_ref().and_then(|m| m.working_set_bytes.as_ref()).map_or(0, |v| v.value);
+    assert!(memory > 0, "no memory reported: {stats:?}");
+    // StopContainer: SIGTERM stops even a tight loop.
+    pod.cri.stop_container(&busy, 5).unwrap();
+    let status = pod.cri.wait_exited(&busy, Duration::from_secs(20));
+    assert_eq!(status.exit_code, 143, "{status:?}");
+    pod.remove();
+    assert!(!cpu_dir.exists(), "container cgroup left behind: {}", cpu_dir.display());
+}
+
+#[test]
+fn cri_unknown_handler_fails_clearly() {
+    let name = unique("nohandler");
+    let log_dir = std::env::temp_dir().join(&name);
+    let config = pod_config(&name, &log_dir, &format!("/{CGROUP_ROOT}/{name}"));
+    let err = Cri::connect().run_pod(&config, "no-such-handler").expect_err("an unknown handler must fail");
+    assert!(err.message().contains("no-such-handler"), "{err}");
+}
+
+#[test]
+fn cri_stop_and_remove_leave_nothing_twenty_times() {
+    let netns_dir = env().dir.join("state/io.containerd.grpc.v1.cri/netns");
+    let count = |dir: &std::path::Path| std::fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0);
+    let (mounts_before, netns_before) = (mounts_under(&env().dir).len(), count(&netns_dir));
+    for round in 0..20 {
+        let mut pod = Pod::run("churn");
+        let hello = pod.start("hello", "hello", &["/hello.wasm", &format!("round-{round}")]);
+        let sleeper = pod.start("sleeper", "probe", &["/probe.wasm", "sleep", "3600"]);
+        let status = pod.cri.wait_exited(&hello, Duration::from_secs(30));
+        assert_eq!(status.exit_code, 0, "round {round}: {status:?}");
+        assert!(pod.log("hello").contains(&format!("argv[1]=round-{round}")));
+        let id = pod.id.clone();
+        let shims = pod_shims(&id);
+        assert_eq!(shims.len(), 1);
+        pod.cri.stop_container(&sleeper, 2).unwrap();
+        pod.remove();
+        assert!(wait_until(Duration::from_secs(10), || pod_shims(&id).is_empty()), "round {round}: shim left running");
+        assert!(wait_until(Duration::from_secs(10), || !mounts_under(&env().dir).iter().any(|m| m.contains(&id))), "round {round}: mounts left");
+    }
+    // Parallel tests may hold pods of their own; allow for them, but not for growth per round.
+    assert!(wait_until(Duration::from_secs(15), || mounts_under(&env().dir).len() <= mounts_before + 6), "mounts grew: {:?}", mounts_under(&env().dir));
+    assert!(wait_until(Duration::from_secs(15), || count(&netns_dir) <= netns_before + 2), "network namespaces left behind");
+}
+
+fn http_get(host: &str, port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = format!("{host}:{port}").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
