@@ -33,6 +33,11 @@ cargo test --release --locked --workspace --no-run
 mkdir -p "$WORK/bin"
 cp "$CARGO_TARGET_DIR/release/containerd-shim-wasmtime-v1" "$WORK/bin/"
 
+if [ -z "$FILTER" ]; then
+    echo "==> deploy/: node installer against fake node roots; manifests rendered offline"
+    for t in installer_test render; do bash "$ROOT/tests/deploy/$t.sh"; done
+fi
+
 echo "==> building test fixtures and their images"
 bash "$ROOT/images/fixtures/build.sh" "$WORK/fixtures"
 build_test_images "$WORK/fixtures" "$WORK/images"

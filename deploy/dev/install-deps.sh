@@ -4,7 +4,7 @@
 # wasm targets. Safe to run again; installs only what is missing.
 set -euo pipefail
 
-packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler wrk)
+packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler wrk python3 python3-yaml)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -224,8 +224,14 @@ chat_wait_ready() { # TIMEOUT_SECONDS NAME...
 
 # Stops NAME: SIGTERM, SIGKILL after TIMEOUT seconds, then removes the task
 # and the container (and its snapshot; volumes are bind mounts and stay).
+CHAT_STOPPED_PIDS=()
 chat_stop() { # NAME [TIMEOUT]
-    local name=$1 timeout=${2:-10} status deadline pid
+    local name=$1 timeout=${2:-10} status deadline pid i
+    pid=$(cat "$CHAT_DIR/run/$name.pid" 2>/dev/null || true)
+    # Only our own `ctr run` for this stack, never a recycled pid.
+    if [ -n "$pid" ] && ! grep -qa "$CHAT_CONTAINERD/containerd.sock" "/proc/$pid/cmdline" 2>/dev/null; then
+        pid=
+    fi
     status=$(chat_task_status "$name")
     if [ -n "$status" ] && [ "$status" != STOPPED ]; then
         ctrc tasks kill -s SIGTERM "$name" >/dev/null 2>&1 || true
@@ -239,22 +245,23 @@ chat_stop() { # NAME [TIMEOUT]
             sleep 0.1
         done
     fi
-    ctrc tasks delete "$name" >/dev/null 2>&1 || true
-    ctrc containers delete "$name" >/dev/null 2>&1 || true
-    # The attached `ctr run` exits with its task; wait for it (bounded).
-    pid=$(cat "$CHAT_DIR/run/$name.pid" 2>/dev/null || true)
+    # The attached `ctr run` deletes the task as soon as it has exited (and
+    # exits itself 1-2 s later); deleting it under ctr would race with that.
     if [ -n "$pid" ]; then
-        local i
         for i in $(seq 1 50); do
             kill -0 "$pid" 2>/dev/null || break
+            [ -n "$(chat_task_status "$name")" ] || break
             sleep 0.1
         done
-        # Only if it is still our `ctr run` for this container.
-        if kill -0 "$pid" 2>/dev/null && grep -qa "$CHAT_CONTAINERD/containerd.sock" "/proc/$pid/cmdline" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-        fi
-        rm -f "$CHAT_DIR/run/$name.pid"
+        CHAT_STOPPED_PIDS+=("$pid")
     fi
+    rm -f "$CHAT_DIR/run/$name.pid"
+    ctrc tasks delete -f "$name" >/dev/null 2>&1 || true
+    for i in $(seq 1 50); do
+        ctrc containers delete "$name" >/dev/null 2>&1 || true
+        ctrc containers info "$name" >/dev/null 2>&1 || break
+        sleep 0.1
+    done
 }
 
 # Stops every container of the stack (Wasm services first, the gateway
@@ -282,5 +289,17 @@ chat_down() {
             chat_stop "$name" 10
         done
     fi
+    # Let the `ctr run` processes finish (bounded), then end any left.
+    local pid i
+    for pid in "${CHAT_STOPPED_PIDS[@]}"; do
+        for i in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null && grep -qa "$CHAT_CONTAINERD/containerd.sock" "/proc/$pid/cmdline" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+        fi
+    done
+    CHAT_STOPPED_PIDS=()
     containerd_down "$CHAT_CONTAINERD"
 }

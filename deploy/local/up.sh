@@ -17,6 +17,8 @@
 # every container recreated, the data kept). Stop with deploy/local/down.sh;
 # restart one service with deploy/local/restart-service.sh NAME.
 # Ports, directories and namespace can be overridden: see deploy/local/lib.sh.
+# CHAT_SKIP_BUILD=1 skips installing and building and restarts the stack from
+# the images already in $CHAT_DIR/images.
 set -euo pipefail
 
 t_start=$SECONDS
@@ -32,41 +34,50 @@ fi
 
 step() { chat_log "$* [$((SECONDS - t_start)) s]"; }
 
-step "installing missing packages"
-bash "$ROOT/deploy/dev/install-deps.sh"
-extra=()
-for p in curl debootstrap python3; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || extra+=("$p")
-done
-if [ "${#extra[@]}" -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${extra[@]}" >/dev/null
-fi
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    echo "error: node (>= 20.19) and npm are needed to build the web UI (Debian 12's nodejs 18 is too old for vite 7)" >&2
-    exit 1
-fi
+if [ "${CHAT_SKIP_BUILD:-0}" = 1 ]; then
+    for s in "${CHAT_LINUX_SERVICES[@]}" "${CHAT_WASM_SERVICES[@]}"; do
+        if [ ! -f "$CHAT_DIR/images/$s.tar" ]; then
+            echo "error: CHAT_SKIP_BUILD=1 but $CHAT_DIR/images/$s.tar is missing; run without it once" >&2
+            exit 1
+        fi
+    done
+else
+    step "installing missing packages"
+    bash "$ROOT/deploy/dev/install-deps.sh"
+    extra=()
+    for p in curl debootstrap python3; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || extra+=("$p")
+    done
+    if [ "${#extra[@]}" -gt 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${extra[@]}" >/dev/null
+    fi
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "error: node (>= 20.19) and npm are needed to build the web UI (Debian 12's nodejs 18 is too old for vite 7)" >&2
+        exit 1
+    fi
 
-step "building the shim and the image tool"
-(cd "$ROOT" && cargo build --release --locked --workspace)
-step "building the chat services and the web UI"
-# build.sh must run inside images/services: cargo reads that directory's
-# .cargo/config.toml (tokio_unstable for wasm32-wasip2) from the cwd.
-# Its own target dir, not the workspace's (other flags, other target).
-(cd "$ROOT/images/services" &&
-    CARGO_TARGET_DIR=${CHAT_SERVICES_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/services-target} \
-        bash ./build.sh "$CHAT_DIR/wasm") >&2
-step "building the MariaDB and Redis images"
-bash "$ROOT/images/linux/build.sh" "$CHAT_DIR/images" >&2
-step "building the service images"
-W="$CARGO_TARGET_DIR/release/wasm-oci"
-for s in "${CHAT_WASM_SERVICES[@]}"; do
-    add=()
-    [ "$s" = gateway ] && add=(--add "$CHAT_DIR/wasm/www:/www")
-    "$W" build --module "$CHAT_DIR/wasm/$s.wasm" --name "localhost/chat/$s:latest" \
-        -o "$CHAT_DIR/images/$s.tar" "${add[@]}" >/dev/null
-done
+    step "building the shim and the image tool"
+    (cd "$ROOT" && cargo build --release --locked --workspace)
+    step "building the chat services and the web UI"
+    # build.sh must run inside images/services: cargo reads that directory's
+    # .cargo/config.toml (tokio_unstable for wasm32-wasip2) from the cwd.
+    # Its own target dir, not the workspace's (other flags, other target).
+    (cd "$ROOT/images/services" &&
+        CARGO_TARGET_DIR=${CHAT_SERVICES_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/services-target} \
+            bash ./build.sh "$CHAT_DIR/wasm") >&2
+    step "building the MariaDB and Redis images"
+    bash "$ROOT/images/linux/build.sh" "$CHAT_DIR/images" >&2
+    step "building the service images"
+    W="$CARGO_TARGET_DIR/release/wasm-oci"
+    for s in "${CHAT_WASM_SERVICES[@]}"; do
+        add=()
+        [ "$s" = gateway ] && add=(--add "$CHAT_DIR/wasm/www:/www")
+        "$W" build --module "$CHAT_DIR/wasm/$s.wasm" --name "localhost/chat/$s:latest" \
+            -o "$CHAT_DIR/images/$s.tar" "${add[@]}" >/dev/null
+    done
+fi
 
 step "stopping the previous stack, if any"
 chat_down
@@ -83,13 +94,22 @@ done
 step "starting a private containerd in $CHAT_CONTAINERD"
 chat_save_env
 mkdir -p "$CHAT_DIR/bin" "$CHAT_DIR/logs" "$CONTAINERD_SHIM_WASMTIME_CACHE_DIR"
-cp --remove-destination "$CARGO_TARGET_DIR/release/containerd-shim-wasmtime-v1" "$CHAT_DIR/bin/"
+if [ "${CHAT_SKIP_BUILD:-0}" != 1 ] || [ ! -x "$CHAT_DIR/bin/containerd-shim-wasmtime-v1" ]; then
+    cp --remove-destination "$CARGO_TARGET_DIR/release/containerd-shim-wasmtime-v1" "$CHAT_DIR/bin/"
+fi
 containerd_up "$CHAT_CONTAINERD" "$CHAT_DIR/bin"
 for s in "${CHAT_LINUX_SERVICES[@]}"; do
     ctrc images import --platform linux/amd64 "$CHAT_DIR/images/$s.tar" >/dev/null
 done
 for s in "${CHAT_WASM_SERVICES[@]}"; do
     ctrc images import --platform wasi/wasm "$CHAT_DIR/images/$s.tar" >/dev/null
+done
+
+# Container logs are appended to across restarts; keep them bounded.
+for f in "$CHAT_DIR"/logs/*.log; do
+    if [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt $((10 * 1024 * 1024)) ]; then
+        mv -f "$f" "$f.1"
+    fi
 done
 
 step "starting MariaDB and Redis (runc)"

@@ -93,26 +93,34 @@ fi
 dest_dir=$(hostpath "$BIN_DIR")
 dest="$dest_dir/$SHIM_NAME"
 mkdir -p "$dest_dir"
+# Does it run on this host (libc, architecture)? HOST_PATH is as the host sees it.
+runs_on_host() { # HOST_PATH
+    local out rc=0
+    out=$(host_run "$1" --version 2>&1) || rc=$?
+    if [ "$rc" = 0 ]; then
+        log "binary: runs on the host: $(printf '%s' "$out" | tr -s '\n ' ' ')"
+    elif [ "$rc" = 127 ] && [ ! -e "$(hostpath /bin/sh)" ]; then
+        log "binary: cannot run programs in $HOST_ROOT; not checked"
+    else
+        warn "$SHIM_NAME --version failed on the host (exit $rc): $out"
+        return 1
+    fi
+}
 if [ -f "$dest" ] && cmp -s "$SHIM_BINARY" "$dest"; then
     log "binary: $BIN_DIR/$SHIM_NAME is up to date"
+    runs_on_host "$BIN_DIR/$SHIM_NAME" || die "the installed $BIN_DIR/$SHIM_NAME --version failed on the host"
 else
-    # A new inode, renamed into place: running shims keep the old file.
+    # Checked under a temporary name, then renamed into place: a new inode,
+    # so running shims keep their old file.
     tmp=$(mktemp "$dest_dir/.$SHIM_NAME.XXXXXX")
     cp "$SHIM_BINARY" "$tmp"
     chmod 0755 "$tmp"
+    if ! runs_on_host "$BIN_DIR/$(basename "$tmp")"; then
+        rm -f "$tmp"
+        die "the new $SHIM_NAME --version failed on the host (built for another libc or architecture?); nothing was changed"
+    fi
     mv -f "$tmp" "$dest"
     log "binary: installed $BIN_DIR/$SHIM_NAME"
-fi
-# Does it run on this host (libc, architecture)?
-if out=$(host_run "$BIN_DIR/$SHIM_NAME" --version 2>&1); then
-    log "binary: runs on the host: $(printf '%s' "$out" | tr -s '\n ' ' ')"
-else
-    rc=$?
-    if [ "$rc" = 127 ] && [ ! -e "$(hostpath /bin/sh)" ]; then
-        log "binary: cannot run programs in $HOST_ROOT; not checked"
-    else
-        die "$BIN_DIR/$SHIM_NAME --version failed on the host (exit $rc): $out"
-    fi
 fi
 
 # --- containerd's config --------------------------------------------------------
@@ -150,7 +158,7 @@ case $disabled in
 esac
 key=$(handler_key "$version")
 cri_key=$(cri_plugin_key "$version")
-log "config: version $version, handler table [${key//\//.}]"
+log "config: version $version, handler table $(handler_header "$version")"
 
 files=()
 [ -f "$main" ] && files+=("$CONTAINERD_CONFIG")
@@ -259,12 +267,17 @@ else
         { echo; handler_block "$version"; } >>"$new"
     fi
 
+    before=$(mktemp)
+    trap 'rm -f "$new" "$before"' EXIT
     if [ -f "$htarget" ] && cmp -s "$new" "$htarget"; then
         log "config: handler '$HANDLER' already registered in $target"
     else
         toml_valid "$new" || die "the new $target would not be valid TOML; nothing was changed"
         mkdir -p "$(dirname "$htarget")"
+        existed=0
         if [ -f "$htarget" ]; then
+            existed=1
+            cp -p "$htarget" "$before"
             [ -e "$htarget$BACKUP_SUFFIX" ] || cp -p "$htarget" "$htarget$BACKUP_SUFFIX"
             replace_file "$htarget" "$new"
             log "config: registered handler '$HANDLER' in $target (original kept as $target$BACKUP_SUFFIX)"
@@ -276,12 +289,20 @@ else
         changed=1
     fi
 
-    # containerd's own reading of the result, when it can run here.
-    if [ "$changed" = 1 ] && dump=$(host_run containerd --config "$CONTAINERD_CONFIG" config dump 2>&1); then
-        if printf '%s\n' "$dump" | grep -Eq "runtimes\.[\"']?$HANDLER[\"']?\]"; then
+    # containerd's own reading of the result, when it can run here: a config
+    # it rejects is put back as it was.
+    if [ "$changed" = 1 ]; then
+        rc=0
+        dump=$(host_run containerd --config "$CONTAINERD_CONFIG" config dump 2>&1) || rc=$?
+        if [ "$rc" = 0 ] && printf '%s\n' "$dump" | grep -Eq "runtimes\.[\"']?${HANDLER}[\"']?\]"; then
             log "config: containerd reads the handler from the new config"
-        else
+        elif [ "$rc" = 0 ]; then
             warn "containerd config dump does not show the handler '$HANDLER'; check $CONTAINERD_CONFIG"
+        elif [ "$rc" = 127 ]; then
+            log "config: containerd cannot be run here; not checked with 'containerd config dump'"
+        else
+            if [ "$existed" = 1 ]; then replace_file "$htarget" "$before"; else rm -f "$htarget"; fi
+            die "containerd rejects the new config, so $target was put back as it was: $(printf '%s' "$dump" | tail -n 3)"
         fi
     fi
 fi

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by install.sh and uninstall.sh. Source it; needs bash, awk, cmp,
 # and for --label-node, curl.
 #
@@ -268,8 +269,8 @@ restart_containerd() {
     case $HOST_ROOT in / | "") ;; *) on_host=(nsenter -t 1 -m -u -i -n -p --) ;; esac
     log "restarting containerd: ${on_host[*]}${on_host:+ }systemctl restart containerd"
     "${on_host[@]}" systemctl restart containerd || die "systemctl restart containerd failed"
-    local i
-    for i in $(seq 1 60); do
+
+    for _ in $(seq 1 60); do
         if "${on_host[@]}" systemctl is-active --quiet containerd; then
             log "containerd is active"
             return 0

@@ -85,7 +85,7 @@ out_has() { grep -qF -- "$1" "$T/out" || { cat "$T/out"; return 1; }; }
 handler_headers() { # HANDLER FILE...
     local h=$1
     shift
-    cat "$@" | grep -cE "^[[:space:]]*\[plugins\.[^]]*runtimes\.[\"']?$h[\"']?\][[:space:]]*$" || true
+    cat "$@" | grep -cE "^[[:space:]]*\[plugins\.[^]]*runtimes\.[\"']?${h}[\"']?\][[:space:]]*$" || true
 }
 one_handler() { local n; n=$(handler_headers "$@"); [ "$n" = 1 ] || { echo "found $n handler tables"; return 1; }; }
 # effective VERSION KEY FILE...: the merged value, or fails.
@@ -138,7 +138,7 @@ check "v2: re-run reports handler already registered" out_has "already registere
 check "v2: re-run reports binary up to date" out_has "is up to date"
 check "v2: re-run needs no restart" out_has "restart: not needed"
 check "v2: re-run leaves one handler table" one_handler wasmtime "$cfg"
-check "v2: one backup only" test "$(ls "$r/etc/containerd" | grep -c pre-wasmtime)" = 1
+check "v2: one backup only" test "$(find "$r/etc/containerd" -name "*pre-wasmtime*" | wc -l)" = 1
 run_uninstall "$r"
 check "v2: uninstall succeeds" rc_is 0
 check "v2: uninstall restores the config byte for byte" same_file "$FIX/v2-kubeadm.toml" "$cfg"
@@ -154,7 +154,7 @@ restart="echo restarted >>'$T/restarts'"
 "$INSTALL" --host-root "$r" --shim "$T/shim" --restart-cmd "$restart" >"$T/out" 2>&1
 RC=$?
 check "restart: install succeeds" rc_is 0
-check "restart: restart command ran once" test "$(cat "$T/restarts" 2>/dev/null | wc -l)" = 1
+check "restart: restart command ran once" test "$(wc -l <"$T/restarts" 2>/dev/null)" = 1
 "$INSTALL" --host-root "$r" --shim "$T/shim" --restart-cmd "$restart" >"$T/out" 2>&1
 check "restart: not run again when nothing changed" test "$(wc -l <"$T/restarts")" = 1
 printf '#!/bin/sh\necho newer build\n' >"$T/shim2"
@@ -318,6 +318,39 @@ check "--bin-dir: binary goes where asked" test -x "$r/opt/bin/containerd-shim-w
 "$INSTALL" --bogus >"$T/out" 2>&1
 RC=$?
 check "unknown option: usage, status 2" bash -c "[ $RC = 2 ] && grep -q 'Usage\|install.sh \[options\]' '$T/out'"
+
+echo "== host root / (as on the node itself): programs run, containerd reads the result"
+# Paths under $T, but given as host paths with --host-root /: install.sh then
+# runs the shim's --version and `containerd config dump` for real.
+real_shim=${CARGO_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/target}/release/containerd-shim-wasmtime-v1
+[ -x "$real_shim" ] || real_shim=$T/shim
+mkdir -p "$T/slash/etc" "$T/slash/bin"
+cp "$FIX/v2-kubeadm.toml" "$T/slash/etc/config.toml"
+"$INSTALL" --host-root / --shim "$real_shim" --bin-dir "$T/slash/bin" --config "$T/slash/etc/config.toml" \
+    --restart-cmd true --skip-runc-check >"$T/out" 2>&1
+RC=$?
+check "host root /: install succeeds" rc_is 0
+check "host root /: the installed binary ran (--version)" out_has "binary: runs on the host: containerd-shim-wasmtime-v1"
+if [ "$HAVE_CONTAINERD" = 1 ]; then
+    check "host root /: containerd config dump read the handler" out_has "containerd reads the handler from the new config"
+fi
+if [ "$HAVE_CONTAINERD" = 1 ]; then
+    # Valid TOML that containerd cannot load: the edit must be undone.
+    printf 'version = 2\noom_score = "not a number"\n' >"$T/slash/etc/rejected.toml"
+    cp "$T/slash/etc/rejected.toml" "$T/slash/etc/rejected.orig"
+    "$INSTALL" --host-root / --shim "$real_shim" --bin-dir "$T/slash/bin" --config "$T/slash/etc/rejected.toml" \
+        --no-restart --skip-runc-check >"$T/out" 2>&1
+    RC=$?
+    check "host root /: a config containerd rejects is put back, install fails" bash -c "[ $RC = 1 ] && grep -q 'containerd rejects the new config' '$T/out' && cmp -s '$T/slash/etc/rejected.orig' '$T/slash/etc/rejected.toml'"
+fi
+printf '#!/bin/sh\nexit 1\n' >"$T/broken-shim"
+chmod +x "$T/broken-shim"
+"$INSTALL" --host-root / --shim "$T/broken-shim" --bin-dir "$T/slash/bin" --config "$T/slash/etc/config.toml" \
+    --no-restart --skip-runc-check >"$T/out" 2>&1
+RC=$?
+check "host root /: a binary that cannot run on the host fails the install" bash -c "[ $RC = 1 ] && grep -q -- '--version failed on the host' '$T/out'"
+check "host root /: and leaves the working binary in place" same_file "$real_shim" "$T/slash/bin/containerd-shim-wasmtime-v1"
+check "host root /: no temporary file left" test "$(ls -A "$T/slash/bin")" = containerd-shim-wasmtime-v1
 
 echo "== node label (curl replaced by a recorder)"
 mkdir -p "$T/fakebin" "$T/sa"
