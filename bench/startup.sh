@@ -97,7 +97,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- helpers
-say() { printf '%s\n' "$*"; }
 ctrp() { ctr_private "$CD" "$@"; }
 
 # timed CMD...: runs CMD (stdout+stderr to $WORK/out, stdin /dev/null), sets
@@ -115,9 +114,21 @@ timed() {
     LAST_US=$((t1 - t0))
 }
 
-expect_out() { # TEXT: the last timed command printed TEXT
-    if ! grep -qF -- "$1" "$WORK/out"; then
-        echo "expected '$1' in the output, got:" >&2
+# expect_out KIND TEXT: the last timed command printed TEXT. ctr (containerd
+# 1.6) now and then loses all of a short-lived container's output, with runc
+# as with this shim (seen at ~0.3-1% of runs on a busy machine), so a run
+# that exited 0 without output is counted and tolerated; many such runs mean
+# a broken runtime.
+LOST_wasm=0
+LOST_runc=0
+expect_out() {
+    local kind=$1 text=$2 var
+    grep -qF -- "$text" "$WORK/out" && return 0
+    var=LOST_$kind
+    printf -v "$var" '%d' $((${!var} + 1))
+    echo "    warning: a $kind run exited 0 without its output (${!var} so far)" >&2
+    if [ "${!var}" -gt 3 ]; then
+        echo "too many $kind runs without output; last output:" >&2
         cat "$WORK/out" >&2
         return 1
     fi
@@ -295,7 +306,7 @@ echo "==> start-up: $COLD_RUNS cold Wasm runs"
 for i in $(seq 1 "$COLD_RUNS"); do
     [ -d "$CACHE" ] && find "$CACHE" -mindepth 1 -delete
     timed wasm_run "$TAG-cold-$i"
-    expect_out "hello from wasm"
+    expect_out wasm "hello from wasm"
     echo "$LAST_US" >>"$WORK/cold.us"
     [ "$i" = 1 ] && WASM_FIRST_US=$LAST_US
 done
@@ -308,7 +319,7 @@ COMPILE_MS=$(grep -o 'compiled sha256:[0-9a-f]* ([0-9]* bytes) in [^ ]* ' "$CD/c
 
 echo "==> start-up: warm runc preflight, then $WARM_RUNS warm Wasm and $RUNC_RUNS runc runs, interleaved"
 timed runc_run "$TAG-runc-preflight"
-expect_out "hello"
+expect_out runc "hello"
 RUNC_FIRST_US=$LAST_US
 : >"$WORK/warm.us"
 : >"$WORK/runc.us"
@@ -316,12 +327,12 @@ n=$((WARM_RUNS > RUNC_RUNS ? WARM_RUNS : RUNC_RUNS))
 for i in $(seq 1 "$n"); do
     if [ "$i" -le "$WARM_RUNS" ]; then
         timed wasm_run "$TAG-warm-$i"
-        expect_out "hello from wasm"
+        expect_out wasm "hello from wasm"
         echo "$LAST_US" >>"$WORK/warm.us"
     fi
     if [ "$i" -le "$RUNC_RUNS" ]; then
         timed runc_run "$TAG-runc-$i"
-        expect_out "hello"
+        expect_out runc "hello"
         echo "$LAST_US" >>"$WORK/runc.us"
     fi
 done
@@ -334,28 +345,33 @@ COLD_OVER_RUNC=$(ratio "$COLD_MED" "$RUNC_MED")
 # ---------------------------------------------------------------- 5. throughput
 cat >"$WORK/run1.sh" <<EOF
 #!/usr/bin/env bash
-# run1.sh wasm|runc ID: one \`ctr run --rm\`; a failure is recorded, not fatal.
+# run1.sh wasm|runc ID: one \`ctr run --rm\`; a failure or a run without its
+# output is recorded, not fatal.
 case "\$1" in
     wasm) args=(--runtime $RUNTIME --platform wasi/wasm $WASM_IMG "\$2") ;;
     runc) args=(--runc-root $RUNC_ROOT $BB_IMG "\$2" /bin/busybox echo hello) ;;
 esac
-ctr --address $CD/containerd.sock --namespace wasm run --rm "\${args[@]}" </dev/null >/dev/null 2>>$WORK/throughput-\$1.err \
-    || echo "\$2" >>$WORK/throughput-\$1.failed
+if out=\$(ctr --address $CD/containerd.sock --namespace wasm run --rm "\${args[@]}" </dev/null 2>>$WORK/throughput-\$1.err); then
+    case "\$out" in *hello*) ;; *) echo "\$2" >>$WORK/throughput-\$1.lost ;; esac
+else
+    echo "\$2" >>$WORK/throughput-\$1.failed
+fi
 EOF
-throughput() { # KIND -> prints "tasks/s failures"
+throughput() { # KIND -> prints "tasks/s failures seconds lost_outputs"
     local kind=$1 t0 t1
     : >"$WORK/throughput-$kind.failed"
+    : >"$WORK/throughput-$kind.lost"
     t0=${EPOCHREALTIME/./}
     seq 1 "$THROUGHPUT_RUNS" | xargs -P "$THROUGHPUT_PARALLEL" -I{} bash "$WORK/run1.sh" "$kind" "$TAG-tp-$kind-{}"
     t1=${EPOCHREALTIME/./}
-    awk -v n="$THROUGHPUT_RUNS" -v us=$((t1 - t0)) -v f="$(wc -l <"$WORK/throughput-$kind.failed")" \
-        'BEGIN { printf "%.1f %d %.1f\n", (n - f) / (us / 1e6), f, us / 1e6 }'
+    awk -v n="$THROUGHPUT_RUNS" -v us=$((t1 - t0)) -v f="$(wc -l <"$WORK/throughput-$kind.failed")" -v l="$(wc -l <"$WORK/throughput-$kind.lost")" \
+        'BEGIN { printf "%.1f %d %.1f %d\n", (n - f) / (us / 1e6), f, us / 1e6, l }'
 }
 echo "==> throughput: $THROUGHPUT_RUNS runs, $THROUGHPUT_PARALLEL at a time (Wasm warm, then runc)"
 throughput wasm >"$WORK/tp-wasm.res"
 throughput runc >"$WORK/tp-runc.res"
-read -r WASM_TPS WASM_TP_FAILED WASM_TP_S <"$WORK/tp-wasm.res"
-read -r RUNC_TPS RUNC_TP_FAILED RUNC_TP_S <"$WORK/tp-runc.res"
+read -r WASM_TPS WASM_TP_FAILED WASM_TP_S WASM_TP_LOST <"$WORK/tp-wasm.res"
+read -r RUNC_TPS RUNC_TP_FAILED RUNC_TP_S RUNC_TP_LOST <"$WORK/tp-runc.res"
 [ -n "${WASM_TPS:-}" ] && [ -n "${RUNC_TPS:-}" ] || { echo "throughput measurement failed" >&2; exit 1; }
 TPS_RATIO=$(ratio "$WASM_TPS" "$RUNC_TPS")
 
@@ -472,8 +488,8 @@ cat <<REPORT
   warm/runc = $WARM_OVER_RUNC    cold/runc = $COLD_OVER_RUNC
 
 throughput, $THROUGHPUT_RUNS runs of ctr run --rm, $THROUGHPUT_PARALLEL at a time
-  Wasm (warm)   $WASM_TPS tasks/s  (${WASM_TP_S} s, $WASM_TP_FAILED failed)
-  runc busybox  $RUNC_TPS tasks/s  (${RUNC_TP_S} s, $RUNC_TP_FAILED failed)
+  Wasm (warm)   $WASM_TPS tasks/s  (${WASM_TP_S} s, $WASM_TP_FAILED failed, $WASM_TP_LOST exited 0 without output)
+  runc busybox  $RUNC_TPS tasks/s  (${RUNC_TP_S} s, $RUNC_TP_FAILED failed, $RUNC_TP_LOST exited 0 without output)
   Wasm/runc = $TPS_RATIO
 
 one idle long-running container (measured 1 s after start; CPU over ${IDLE_SECONDS} s)
@@ -513,6 +529,7 @@ summary=(
     "runc_ms=$RUNC_MED" "runc_p90_ms=$RUNC_P90"
     "warm_over_runc=$WARM_OVER_RUNC" "cold_over_runc=$COLD_OVER_RUNC" "compile_ms=$COMPILE_MS"
     "wasm_tasks_per_s=$WASM_TPS" "runc_tasks_per_s=$RUNC_TPS" "wasm_tp_failed=$WASM_TP_FAILED" "runc_tp_failed=$RUNC_TP_FAILED"
+    "wasm_lost_output=$((LOST_wasm + WASM_TP_LOST))" "runc_lost_output=$((LOST_runc + RUNC_TP_LOST))"
     "shim_procs=$SHIM_PROCS" "shim_threads=$SHIM_THREADS" "shim_rss_kib=$SHIM_RSS" "shim_pss_kib=$SHIM_PSS"
     "shim_idle_cpu_ticks=$SHIM_TICKS" "shim_idle_wakeups_per_s=$SHIM_WAKEUPS"
     "shim_compiled_rss_kib=$COLDSHIM_RSS" "shim_compiled_pss_kib=$COLDSHIM_PSS"
