@@ -128,7 +128,7 @@ impl Container {
         let compiled = engine
             .load(&bytes, artifact)
             .map_err(|e| ShimError::invalid(format!("entrypoint {arg0}: {e:#}")))?;
-        let prepared = linkers.prepare(&compiled).map_err(|e| ShimError::invalid(format!("entrypoint {arg0}: {e:#}")))?;
+        let prepared = linkers.prepare(&compiled, &caps).map_err(|e| ShimError::invalid(format!("entrypoint {arg0}: {e:#}")))?;
         log::debug!("container {}: prepared {arg0} ({artifact:?})", req.id);
         Ok((prepared, caps))
     }

@@ -6,6 +6,7 @@ mod cache;
 mod container;
 mod engine;
 mod error;
+mod http;
 mod instance;
 mod netns;
 mod service;
