@@ -332,9 +332,11 @@ async fn connection(server: Arc<Server>, stream: TcpStream, mut stop: watch::Rec
     // Responses go out in one or two writes; without NODELAY the second one
     // waits for the client's delayed ACK (40 ms).
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
     let id = server.id.clone();
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req| {
         let server = server.clone();
+        default_host(&mut req, local);
         async move { Ok::<_, Infallible>(server.handle(req).await) }
     });
     let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
@@ -349,6 +351,18 @@ async fn connection(server: Arc<Server>, stream: TcpStream, mut stop: watch::Rec
     if let Err(e) = result {
         // Clients that go away mid-request are routine.
         log::debug!("container {id}: connection: {e}");
+    }
+}
+
+/// wasi:http requires an authority; HTTP/1.0 requests may carry none. Such a
+/// request is taken to address the server as the client reached it (the
+/// connection's local address), as servers do without a configured name.
+fn default_host<B>(req: &mut hyper::Request<B>, local: Option<SocketAddr>) {
+    if req.uri().authority().is_some() || req.headers().contains_key(hyper::header::HOST) {
+        return;
+    }
+    if let Some(value) = local.and_then(|a| hyper::header::HeaderValue::from_str(&a.to_string()).ok()) {
+        req.headers_mut().insert(hyper::header::HOST, value);
     }
 }
 
@@ -926,6 +940,17 @@ mod tests {
         let nested = format!("(component {handler})");
         assert!(!is_proxy(&component(&nested)));
         assert!(!is_proxy(b"\0asm\x0d\0\x01\0garbage"));
+    }
+
+    #[test]
+    fn requests_without_host_address_the_local_socket() {
+        let local = Some(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let mut bare = hyper::Request::new(());
+        default_host(&mut bare, local);
+        assert_eq!(bare.headers()[hyper::header::HOST], "127.0.0.1:8080");
+        let mut named = hyper::Request::builder().header("host", "example.test").body(()).unwrap();
+        default_host(&mut named, local);
+        assert_eq!(named.headers()[hyper::header::HOST], "example.test");
     }
 
     #[tokio::test]

@@ -281,3 +281,59 @@ fn http_invalid_port_fails_create_naming_the_variable() {
     assert!(stderr(&out).contains("WASI_HTTP_PORT=\"eighty\""), "{}", stderr(&out));
     let _ = ctr(&["containers", "delete", &id]);
 }
+
+/// Threads of `shim_pid` whose name is `name` (cut to 15 bytes, as comm is).
+fn threads_named(shim_pid: u32, name: &str) -> Vec<std::path::PathBuf> {
+    let name: String = name.chars().take(15).collect();
+    std::fs::read_dir(format!("/proc/{shim_pid}/task"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| std::fs::read_to_string(p.join("comm")).map(|c| c.trim() == name).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn http_serves_inside_a_private_network_namespace() {
+    let port = free_port();
+    let id = unique("http-ns");
+    let env = format!("WASI_HTTP_PORT={port}");
+    let out = run_detached(&["--env", &env], "http-hello", &id, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shim = task_pid(&id).expect("pid");
+    // The guest thread and the HTTP runtime's workers all carry its name.
+    let name = format!("wasm-{}", id.chars().take(10).collect::<String>());
+    let mut threads = Vec::new();
+    assert!(wait_until(Duration::from_secs(10), || {
+        threads = threads_named(shim, &name);
+        threads.len() >= 2
+    }), "guest thread and workers not found: {threads:?}");
+    let netns = threads[0].join("ns/net");
+    let ns_of = |p: &std::path::Path| std::fs::read_link(p).unwrap();
+    for t in &threads {
+        assert_eq!(ns_of(&t.join("ns/net")), ns_of(&netns), "{} is outside the container's namespace", t.display());
+    }
+    assert_ne!(ns_of(std::path::Path::new(&format!("/proc/{shim}/ns/net"))), ns_of(&netns), "the shim left the host's namespace");
+    // Inside the namespace the server answers on loopback, request after request.
+    let inside = || {
+        let script = format!(
+            "for i in 1 2 3 4 5 6; do exec 3<>/dev/tcp/127.0.0.1/{port} || exit 1; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3; exec 3<&-; done"
+        );
+        Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args(["bash", "-c", &script])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let mut body = String::new();
+    assert!(wait_until(Duration::from_secs(10), || {
+        body = inside();
+        body.matches("hello from wasi:http").count() == 6
+    }), "no answers inside the namespace: {body:?}");
+    // The host's loopback has nothing on that port.
+    assert!(get(port, "/").is_err(), "the container's server is reachable from the host");
+    remove(&id);
+}
