@@ -235,6 +235,24 @@ fn http_outbound_plain_http_reaches_loopback() {
 }
 
 #[test]
+fn http_handler_uses_wasi_sockets_on_loopback() {
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_port = upstream.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = upstream.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        s.write_all(b"pong\n").unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let served = Served::start(&[]);
+    let (status, body) = get(served.port, &format!("/tcp?port={upstream_port}")).unwrap();
+    assert_eq!((status, body.as_str()), (200, "pong\n"));
+    assert_eq!(server.join().unwrap(), "ping\n");
+}
+
+#[test]
 fn http_sigterm_drains_in_flight_requests_then_exits_0() {
     let id = unique("http-term");
     let port = free_port();
