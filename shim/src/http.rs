@@ -17,6 +17,8 @@
 //! aborts, is answered 500; the server keeps serving. SIGTERM and SIGINT stop
 //! accepting connections, let in-flight requests finish, then exit 0;
 //! SIGKILL (and any other terminating signal) stops at once with 128+signal.
+//! A client gets 30 s to send a request head; an idle kept-alive connection
+//! is closed after as long.
 //! Outbound `wasi:http/outgoing-handler` requests are sent over plain HTTP
 //! from the container's network namespace; `https` is refused
 //! (`HTTP-request-denied`). wasi:sockets is linked as for CLI components.
@@ -58,6 +60,10 @@ pub const TIMEOUT_ENV: &str = "WASI_HTTP_TIMEOUT_MS";
 const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+/// How long a client may take to send a request head, and so also how long
+/// a kept-alive connection may sit idle: without it a client that never
+/// finishes a request would hold a drain open until SIGKILL.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Instances the pooled engine holds at once, shim-wide: the most requests
 /// that run at the same time; more wait for a slot (in their connection)
@@ -258,6 +264,19 @@ pub async fn serve(serve: Serve, started: oneshot::Sender<Result<()>>) -> Option
         watchdog: watchdog.clone(),
         busy: Busy::default(),
     });
+    // One instance up front: a component that cannot be instantiated here (a
+    // start function that traps, a memory limit below its initial memory,
+    // more instances than a pool slot holds) fails Start, not every request.
+    let trial = Arc::new(Deadline::default());
+    let watched = watchdog.watch(Instant::now() + plan.settings.timeout, trial.clone());
+    let mut store = server.store(trial);
+    let instantiated = server.pre.instantiate_async(&mut store).await;
+    drop((store, watched));
+    if let Err(e) = instantiated {
+        watchdog.stop();
+        let _ = started.send(Err(anyhow::Error::from(e).context("instantiate component")));
+        return None;
+    }
     let _ = started.send(Ok(()));
     log::info!("container {id}: serving wasi:http on {addr} (request timeout {:?})", plan.settings.timeout);
 
@@ -339,7 +358,11 @@ async fn connection(server: Arc<Server>, stream: TcpStream, mut stop: watch::Rec
         default_host(&mut req, local);
         async move { Ok::<_, Infallible>(server.handle(req).await) }
     });
-    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

@@ -355,3 +355,15 @@ fn http_serves_inside_a_private_network_namespace() {
     assert!(get(port, "/").is_err(), "the container's server is reachable from the host");
     remove(&id);
 }
+
+#[test]
+fn http_component_that_cannot_be_instantiated_fails_start() {
+    // 512 KiB is below the component's initial memory: no request could run.
+    let id = unique("http-small");
+    let port = format!("WASI_HTTP_PORT={}", free_port());
+    let out = run(&["--net-host", "--env", &port, "--memory-limit", "524288"], "http-hello", &id, &[]);
+    assert!(!out.status.success(), "started a server no request can run in");
+    assert!(stderr(&out).contains("instantiate component"), "{}", stderr(&out));
+    let _ = ctr(&["tasks", "delete", &id]);
+    let _ = ctr(&["containers", "delete", &id]);
+}
