@@ -81,7 +81,7 @@ measure() { # PORT CONNECTIONS -> "req/s p50_ms p99_ms"
     if echo "$out" | grep -q "Non-2xx"; then
         echo "non-2xx responses from port $port:" >&2
         echo "$out" >&2
-        exit 1
+        return 1
     fi
     local rps p50 p99
     rps=$(echo "$out" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')
@@ -94,10 +94,14 @@ echo "==> warming up (pool slots, caches)" >&2
 wrk -t 2 -c 50 -d 2s "http://127.0.0.1:$SHIM_PORT/" >/dev/null
 wrk -t 2 -c 50 -d 2s "http://127.0.0.1:$NATIVE_PORT/" >/dev/null
 
+echo "==> wrk, ${DURATION} s per measurement; load average now: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 printf '\n%-12s %6s %10s %9s %9s\n' server conns "req/s" "p50 ms" "p99 ms"
 for conns in 1 50; do
-    read -r s_rps s_p50 s_p99 <<<"$(measure "$SHIM_PORT" "$conns")"
-    read -r n_rps n_p50 n_p99 <<<"$(measure "$NATIVE_PORT" "$conns")"
+    # Assignments first, so that a failed measurement stops the script (set -e).
+    shim=$(measure "$SHIM_PORT" "$conns")
+    native=$(measure "$NATIVE_PORT" "$conns")
+    read -r s_rps s_p50 s_p99 <<<"$shim"
+    read -r n_rps n_p50 n_p99 <<<"$native"
     printf '%-12s %6s %10s %9s %9s\n' shim "$conns" "$s_rps" "$s_p50" "$s_p99"
     printf '%-12s %6s %10s %9s %9s\n' native "$conns" "$n_rps" "$n_p50" "$n_p99"
     awk -v s="$s_rps" -v n="$n_rps" -v c="$conns" 'BEGIN { printf "%-12s %6s %9.1f%%\n", "shim/native", c, 100 * s / n }'
