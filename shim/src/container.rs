@@ -114,7 +114,7 @@ impl Container {
         let compiled = engine
             .load(&entry.bytes, artifact)
             .map_err(|e| ShimError::invalid(format!("entrypoint {arg0}: {e:#}")))?;
-        let prepared = linkers.prepare(&compiled).map_err(|e| ShimError::invalid(format!("entrypoint {arg0}: {e:#}")))?;
+        let prepared = linkers.prepare(&compiled, &caps).map_err(|e| ShimError::invalid(format!("entrypoint {arg0}: {e:#}")))?;
         log::debug!("container {id}: prepared {arg0} ({artifact:?})");
         Ok((prepared, caps))
     }

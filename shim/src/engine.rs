@@ -1,4 +1,5 @@
-//! One Wasmtime engine per shim process, and the compile step in front of it:
+//! One Wasmtime engine per shim process (plus a pooled one, created the first
+//! time a wasi:http proxy shows up), and the compile step in front of them:
 //! Wasm bytes → native code, once per (content digest, engine configuration),
 //! via the on-disk cache and an in-process map shared by every container the
 //! shim runs.
@@ -29,36 +30,80 @@ pub fn wt<T>(r: wasmtime::Result<T>) -> Result<T> {
 pub enum Compiled {
     Module(Module),
     Component(Component),
+    /// A component that exports `wasi:http/incoming-handler` (and not
+    /// `wasi:cli/run`), compiled for the pooled engine.
+    Proxy(Component),
+}
+
+/// An engine and the hash of its configuration, which keys its compiled code.
+struct Flavor {
+    engine: Engine,
+    config_hash: String,
+}
+
+impl Flavor {
+    fn new(config: &Config, tag: &str) -> Result<Self> {
+        let engine = wt(Engine::new(config)).with_context(|| format!("configure wasmtime ({tag})"))?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        // The tag keeps each engine's code under its own key: code is only
+        // ever loaded into the engine it was compiled for.
+        tag.hash(&mut hasher);
+        Ok(Self { engine, config_hash: format!("{:016x}", hasher.finish()) })
+    }
 }
 
 pub struct WasmEngine {
-    engine: Engine,
+    /// On-demand allocation: what CLI guests (one instance per container) run on.
+    default: Flavor,
+    /// Pooling allocation for wasi:http (an instance per request). Engine-wide
+    /// pools reserve address space up front, so this engine exists only once
+    /// a proxy component has been seen.
+    pooled: Mutex<Option<Arc<Flavor>>>,
     cache: CompileCache,
-    config_hash: String,
     compiled: Mutex<HashMap<String, Compiled>>,
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    // Kill (and, for wasi:http, a request's deadline) must stop a guest stuck
+    // in a loop; epochs are only bumped by those, so there is no ticker and
+    // no cost while idle.
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(OptLevel::Speed);
+    config
 }
 
 impl WasmEngine {
     pub fn new(cache_dir: PathBuf) -> Result<Arc<Self>> {
-        let mut config = Config::new();
-        // Kill must stop a guest stuck in a loop; epochs are only bumped by
-        // Kill, so there is no ticker and no cost while idle.
-        config.epoch_interruption(true);
-        config.cranelift_opt_level(OptLevel::Speed);
-        let engine = wt(Engine::new(&config)).context("configure wasmtime")?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let config_hash = format!("{:016x}", hasher.finish());
-        Ok(Arc::new(Self { engine, cache: CompileCache::new(cache_dir), config_hash, compiled: Mutex::default() }))
+        let default = Flavor::new(&base_config(), "on-demand")?;
+        Ok(Arc::new(Self { default, pooled: Mutex::default(), cache: CompileCache::new(cache_dir), compiled: Mutex::default() }))
     }
 
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.default.engine
+    }
+
+    /// The pooled engine, created on first use.
+    fn pooled(&self) -> Result<Arc<Flavor>> {
+        let mut slot = self.pooled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flavor) = &*slot {
+            return Ok(flavor.clone());
+        }
+        let mut config = base_config();
+        config.allocation_strategy(crate::http::pooling_config());
+        let flavor = Arc::new(Flavor::new(&config, "pooling").context("set up the pooled engine for wasi:http")?);
+        log::info!("created the pooled engine for wasi:http components");
+        *slot = Some(flavor.clone());
+        Ok(flavor)
     }
 
     /// Interrupts running guests so that they check whether they were killed.
     pub fn interrupt_guests(&self) {
-        self.engine.increment_epoch();
+        self.default.engine.increment_epoch();
+        if let Some(pooled) = &*self.pooled.lock().unwrap_or_else(|p| p.into_inner()) {
+            pooled.engine.increment_epoch();
+        }
     }
 
     /// Native code for `bytes` (a module, component or text), compiled at
@@ -73,8 +118,17 @@ impl WasmEngine {
             }
             other => (bytes, other),
         };
+        let proxy = artifact == Artifact::Component && crate::http::is_proxy(bytes);
+        let pooled;
+        let flavor = if proxy {
+            pooled = self.pooled()?;
+            &*pooled
+        } else {
+            &self.default
+        };
+        let engine = &flavor.engine;
         let digest = hex::encode(Sha256::digest(bytes));
-        let key = format!("{digest}-{}", self.config_hash);
+        let key = format!("{digest}-{}", flavor.config_hash);
         if let Some(hit) = self.lock_compiled().get(&key) {
             return Ok(hit.clone());
         }
@@ -82,17 +136,20 @@ impl WasmEngine {
         let (compiled, outcome) = match artifact {
             Artifact::Module => self.cache.get_or_compile(
                 &key,
-                || wt(self.engine.precompile_module(bytes)).context("compile module"),
+                || wt(engine.precompile_module(bytes)).context("compile module"),
                 // SAFETY: the file was written by `precompile_module` of an
                 // engine with this configuration hash, and its checksum was
                 // verified by the cache just before this call.
-                |_, file| wt(unsafe { Module::deserialize_open_file(&self.engine, file) }).map(Compiled::Module),
+                |_, file| wt(unsafe { Module::deserialize_open_file(engine, file) }).map(Compiled::Module),
             )?,
             Artifact::Component => self.cache.get_or_compile(
                 &key,
-                || wt(self.engine.precompile_component(bytes)).context("compile component"),
+                || wt(engine.precompile_component(bytes)).context("compile component"),
                 // SAFETY: as above.
-                |path, _| wt(unsafe { Component::deserialize_file(&self.engine, path) }).map(Compiled::Component),
+                |path, _| {
+                    let component = wt(unsafe { Component::deserialize_file(engine, path) })?;
+                    Ok(if proxy { Compiled::Proxy(component) } else { Compiled::Component(component) })
+                },
             )?,
             Artifact::Native | Artifact::Text => anyhow::bail!("not a WebAssembly module or component"),
         };

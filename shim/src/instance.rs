@@ -33,8 +33,12 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
+    /// The first signal wins, except that SIGKILL overrides one that asked
+    /// for a graceful stop (a wasi:http server draining).
     pub fn raise(&self, signal: i32) {
-        let _ = self.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+        if self.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_err() && signal == libc::SIGKILL {
+            self.signal.store(signal, Ordering::SeqCst);
+        }
         self.notify.notify_one();
     }
 
@@ -42,9 +46,14 @@ impl Interrupt {
         Some(self.signal.load(Ordering::SeqCst)).filter(|s| *s != 0)
     }
 
-    async fn wait(&self) -> i32 {
+    pub(crate) async fn wait(&self) -> i32 {
+        self.wait_for(|_| true).await
+    }
+
+    /// Waits for a signal that `pred` accepts.
+    pub(crate) async fn wait_for(&self, pred: impl Fn(i32) -> bool) -> i32 {
         loop {
-            if let Some(s) = self.raised() {
+            if let Some(s) = self.raised().filter(|s| pred(*s)) {
                 return s;
             }
             self.notify.notified().await;
@@ -54,11 +63,17 @@ impl Interrupt {
 
 /// Bounds each linear memory at the container's memory limit. A denied
 /// grow makes `memory.grow` return -1 inside the guest, as a full heap would.
-struct MemoryLimit {
+pub(crate) struct MemoryLimit {
     id: String,
     limit: Option<u64>,
     /// Linear memory in use, shared with the container for Stats.
     in_use: Arc<AtomicU64>,
+}
+
+impl MemoryLimit {
+    pub(crate) fn new(id: &str, limit: Option<u64>) -> Self {
+        Self { id: id.to_string(), limit, in_use: Arc::default() }
+    }
 }
 
 impl ResourceLimiter for MemoryLimit {
@@ -132,6 +147,8 @@ impl Host for P2Host {
 pub enum Prepared {
     Module(InstancePre<P1Host>),
     Command(CommandPre<P2Host>),
+    /// A wasi:http proxy, served by `http.rs`.
+    Http(crate::http::HttpPlan),
 }
 
 /// The WASI linkers, built once per engine.
@@ -152,7 +169,7 @@ impl Linkers {
 
     /// Resolves imports and finds the entry point, so that a module that
     /// cannot run fails at Create with the reason.
-    pub fn prepare(&self, compiled: &Compiled) -> Result<Prepared> {
+    pub fn prepare(&self, compiled: &Compiled, caps: &Capabilities) -> Result<Prepared> {
         match compiled {
             Compiled::Module(module) => {
                 if !matches!(module.get_export("_start"), Some(wasmtime::ExternType::Func(_))) {
@@ -163,9 +180,10 @@ impl Linkers {
             Compiled::Component(c) => {
                 let pre = wt(self.p2.instantiate_pre(c)).context("link component")?;
                 Ok(Prepared::Command(
-                    wt(CommandPre::new(pre)).context("component does not export `wasi:cli/run`")?,
+                    wt(CommandPre::new(pre)).context("component exports neither `wasi:cli/run` nor `wasi:http/incoming-handler`")?,
                 ))
             }
+            Compiled::Proxy(c) => Ok(Prepared::Http(crate::http::prepare(c, caps)?)),
         }
     }
 }
@@ -204,7 +222,12 @@ fn guest_thread(launch: Launch, started: oneshot::Sender<Result<()>>, exit: ones
         let _ = started.send(Err(e));
         return;
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // A wasi:http server runs requests on every core; a command is one thread.
+    let rt = match &launch.prepared {
+        Prepared::Http(_) => crate::http::runtime(&launch.id),
+        _ => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             let _ = started.send(Err(anyhow::Error::from(e).context("guest runtime")));
@@ -221,6 +244,9 @@ fn guest_thread(launch: Launch, started: oneshot::Sender<Result<()>>, exit: ones
 
 async fn run(launch: Launch, started: oneshot::Sender<Result<()>>) -> Option<u32> {
     let Launch { id, engine, prepared, caps, stdio, interrupt, memory_in_use, .. } = launch;
+    if let Prepared::Http(plan) = prepared {
+        return crate::http::serve(crate::http::Serve { id, plan, caps, stdio, interrupt }, started).await;
+    }
     let mut builder = match caps.builder() {
         Ok(b) => b,
         Err(e) => {
@@ -277,6 +303,11 @@ async fn run(launch: Launch, started: oneshot::Sender<Result<()>>) -> Option<u32
                 r = command.wasi_cli_run().call_run(&mut store) => Ended::Returned(r.and_then(|ok| ok.map_err(|()| wasmtime::Error::new(I32Exit(1))))),
                 s = interrupt.wait() => Ended::Signalled(s),
             }
+        }
+        Prepared::Http(_) => {
+            // Served above; kept out of the command runner by construction.
+            let _ = started.send(Err(anyhow::anyhow!("internal error: wasi:http component given to the command runner")));
+            return None;
         }
     };
     Some(result.status(&id, &interrupt))

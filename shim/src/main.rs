@@ -7,6 +7,7 @@ mod cgroups;
 mod container;
 mod engine;
 mod error;
+mod http;
 mod instance;
 mod linux;
 mod netns;

@@ -84,20 +84,27 @@ impl Capabilities {
 
     /// The WASI context builder for these capabilities (stdio is added by the caller).
     pub fn builder(&self) -> anyhow::Result<WasiCtxBuilder> {
-        let mut b = WasiCtxBuilder::new();
-        b.args(&self.args);
-        for (k, v) in &self.env {
-            b.env(k, v);
-        }
+        let mut b = self.builder_without_preopens();
         for p in &self.preopens {
             let perms = if p.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
             crate::engine::wt(b.preopened_dir(&p.host, &p.guest, perms).map(|_| ()))
                 .with_context(|| format!("grant {} at {}", p.host.display(), p.guest))?;
         }
+        Ok(b)
+    }
+
+    /// All but the preopened directories: for wasi:http, which builds a
+    /// context per request and shares directories opened once.
+    pub fn builder_without_preopens(&self) -> WasiCtxBuilder {
+        let mut b = WasiCtxBuilder::new();
+        b.args(&self.args);
+        for (k, v) in &self.env {
+            b.env(k, v);
+        }
         // The network namespace is the boundary: inside it the guest may use
         // TCP, UDP and DNS like any process would.
         b.inherit_network().allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
-        Ok(b)
+        b
     }
 }
 

@@ -12,6 +12,7 @@ build_test_images() {
     img hello "$fx/hello.wasm"
     img probe "$fx/probe.wasm"
     img probe-p2 "$fx/probe-p2.wasm"
+    img http-hello "$fx/http-hello.wasm"
     img hello-wat "$fx/hello.wat"
     img exit42 "$fx/exit42.wat"
     img trap "$fx/trap.wat"
