@@ -54,5 +54,11 @@ for tar in "$WORK"/images/*.tar; do
         CTR_NAMESPACE=$ns ctr_private "$WORK/containerd" images import --platform "$platform" "$tar" >/dev/null
     done
 done
+status=0
 E2E_DIR="$WORK/containerd" E2E_FIXTURES="$WORK/fixtures" E2E_SHIM="$WORK/bin/containerd-shim-wasmtime-v1" \
-    cargo test --release --locked --no-fail-fast --workspace -- --test-threads=2 ${FILTER:+"$FILTER"}
+    cargo test --release --locked --no-fail-fast --workspace -- --test-threads=2 ${FILTER:+"$FILTER"} || status=$?
+if [ -z "$FILTER" ] || [ "$FILTER" = chat ]; then
+    echo "==> the chat application on containerd (tests/chat/run.sh)"
+    bash "$ROOT/tests/chat/run.sh" || status=1
+fi
+exit "$status"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need on Debian 12: containerd
-# and runc (Debian's), CNI plugins, busybox-static (native test images), the
-# wasm targets. Safe to run again; installs only what is missing.
+# and runc (Debian's), CNI plugins, busybox-static (native test images),
+# debootstrap (MariaDB/Redis images), chromium (the browser test), PyYAML
+# (manifest checks), the wasm targets. Safe to run again; installs only what
+# is missing.
 set -euo pipefail
 
-packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler wrk python3 python3-yaml)
+packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler wrk python3 python3-yaml debootstrap curl chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

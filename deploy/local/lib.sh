@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # The local chat stack on a private containerd: configuration and container
 # helpers shared by up.sh, down.sh, restart-service.sh and tests/chat/run.sh.
 # Source this file (after setting any CHAT_* overrides).
@@ -20,7 +21,6 @@
 #   containerd/  private containerd (root, state, socket, log)
 #   bin/         the shim containerd runs      images/  image tars
 #   wasm/        service modules and www/      logs/    one log per container
-#   run/         pids of the attached `ctr run` processes
 #   volumes/     mariadb/, redis/, db-password (kept by down.sh)
 #   compile-cache/  the shim's compiled modules (CONTAINERD_SHIM_WASMTIME_CACHE_DIR)
 
@@ -34,6 +34,7 @@ chat_load_env() {
     while IFS= read -r line; do
         var=${line%%=*}
         [[ $var =~ ^CHAT_[A-Z_]+$ ]] || continue
+        # shellcheck disable=SC2163 # exports VAR=value
         [ -n "${!var+x}" ] || export "$line"
     done <"$CHAT_DIR/stack.env"
 }
@@ -110,6 +111,23 @@ chat_port_of() {
     esac
 }
 
+# Imports an image tar. Retried: when a re-import moves a tag, containerd's
+# garbage collector can remove a layer snapshot shared with the old image
+# while the new one unpacks ("parent snapshot ... does not exist"); the next
+# attempt unpacks it again.
+chat_import() { # PLATFORM TAR
+    local i
+    for i in 1 2 3; do
+        if ctrc images import --platform "$1" "$2" >"$CHAT_DIR/logs/import.log" 2>&1; then
+            return 0
+        fi
+        chat_log "importing $(basename "$2") failed (attempt $i): $(tail -n 1 "$CHAT_DIR/logs/import.log")"
+        sleep 1
+    done
+    cat "$CHAT_DIR/logs/import.log" >&2
+    return 1
+}
+
 chat_port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
 chat_db_password() {
@@ -121,17 +139,14 @@ chat_db_password() {
     cat "$f"
 }
 
-# Runs NAME with `ctr run` attached (not -d) in the background, so its
-# output is copied to logs/NAME.log for the container's whole life.
+# Runs NAME detached; the runtime's shim appends its output to
+# logs/NAME.log (a file:// log URI, which runc's shim and ours support).
 chat_run() { # NAME CTR_RUN_ARGS... IMAGE
     local name=$1
     shift
-    mkdir -p "$CHAT_DIR/logs" "$CHAT_DIR/run"
+    mkdir -p "$CHAT_DIR/logs"
     printf '\n--- %s: starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$CHAT_DIR/logs/$name.log"
-    setsid ctr --address "$CHAT_CONTAINERD/containerd.sock" \
-        --namespace "$CHAT_NAMESPACE" run --net-host "$@" "$name" \
-        </dev/null >>"$CHAT_DIR/logs/$name.log" 2>&1 &
-    echo $! >"$CHAT_DIR/run/$name.pid"
+    ctrc run -d --net-host --log-uri "file://$CHAT_DIR/logs/$name.log" "$@" "$name" >/dev/null
 }
 
 chat_start() { # NAME
@@ -201,13 +216,12 @@ chat_ready() {
 }
 
 chat_wait_ready() { # TIMEOUT_SECONDS NAME...
-    local timeout=$1 name deadline pid
+    local timeout=$1 name deadline
     shift
     deadline=$((SECONDS + timeout))
     for name in "$@"; do
         until chat_ready "$name"; do
-            pid=$(cat "$CHAT_DIR/run/$name.pid" 2>/dev/null || true)
-            if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+            if [ "$(chat_task_status "$name")" != RUNNING ]; then
                 echo "error: $name exited; last lines of $CHAT_DIR/logs/$name.log:" >&2
                 tail -n 20 "$CHAT_DIR/logs/$name.log" >&2
                 return 1
@@ -224,14 +238,8 @@ chat_wait_ready() { # TIMEOUT_SECONDS NAME...
 
 # Stops NAME: SIGTERM, SIGKILL after TIMEOUT seconds, then removes the task
 # and the container (and its snapshot; volumes are bind mounts and stay).
-CHAT_STOPPED_PIDS=()
 chat_stop() { # NAME [TIMEOUT]
-    local name=$1 timeout=${2:-10} status deadline pid i
-    pid=$(cat "$CHAT_DIR/run/$name.pid" 2>/dev/null || true)
-    # Only our own `ctr run` for this stack, never a recycled pid.
-    if [ -n "$pid" ] && ! grep -qa "$CHAT_CONTAINERD/containerd.sock" "/proc/$pid/cmdline" 2>/dev/null; then
-        pid=
-    fi
+    local name=$1 timeout=${2:-10} status deadline i
     status=$(chat_task_status "$name")
     if [ -n "$status" ] && [ "$status" != STOPPED ]; then
         ctrc tasks kill -s SIGTERM "$name" >/dev/null 2>&1 || true
@@ -245,17 +253,6 @@ chat_stop() { # NAME [TIMEOUT]
             sleep 0.1
         done
     fi
-    # The attached `ctr run` deletes the task as soon as it has exited (and
-    # exits itself 1-2 s later); deleting it under ctr would race with that.
-    if [ -n "$pid" ]; then
-        for i in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            [ -n "$(chat_task_status "$name")" ] || break
-            sleep 0.1
-        done
-        CHAT_STOPPED_PIDS+=("$pid")
-    fi
-    rm -f "$CHAT_DIR/run/$name.pid"
     ctrc tasks delete -f "$name" >/dev/null 2>&1 || true
     for i in $(seq 1 50); do
         ctrc containers delete "$name" >/dev/null 2>&1 || true
@@ -289,17 +286,5 @@ chat_down() {
             chat_stop "$name" 10
         done
     fi
-    # Let the `ctr run` processes finish (bounded), then end any left.
-    local pid i
-    for pid in "${CHAT_STOPPED_PIDS[@]}"; do
-        for i in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null && grep -qa "$CHAT_CONTAINERD/containerd.sock" "/proc/$pid/cmdline" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-        fi
-    done
-    CHAT_STOPPED_PIDS=()
     containerd_down "$CHAT_CONTAINERD"
 }

@@ -99,10 +99,10 @@ if [ "${CHAT_SKIP_BUILD:-0}" != 1 ] || [ ! -x "$CHAT_DIR/bin/containerd-shim-was
 fi
 containerd_up "$CHAT_CONTAINERD" "$CHAT_DIR/bin"
 for s in "${CHAT_LINUX_SERVICES[@]}"; do
-    ctrc images import --platform linux/amd64 "$CHAT_DIR/images/$s.tar" >/dev/null
+    chat_import linux/amd64 "$CHAT_DIR/images/$s.tar"
 done
 for s in "${CHAT_WASM_SERVICES[@]}"; do
-    ctrc images import --platform wasi/wasm "$CHAT_DIR/images/$s.tar" >/dev/null
+    chat_import wasi/wasm "$CHAT_DIR/images/$s.tar"
 done
 
 # Container logs are appended to across restarts; keep them bounded.

@@ -6,7 +6,7 @@
 #
 # writes OUTDIR/mariadb.tar (localhost/chat/mariadb:latest) and
 # OUTDIR/redis.tar (localhost/chat/redis:latest), OCI image layouts for
-# linux/amd64 that `ctr images import` and `docker load` accept.
+# linux/amd64 that `ctr images import` accepts (so does `docker load` since Docker 25).
 #
 # Each image has two layers: a Debian bookworm rootfs (debootstrap
 # --variant=minbase, then apt-get install of the image's packages, docs and
@@ -110,13 +110,16 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9
 
-# Mounts /proc in a rootfs while apt runs in it; undone on any exit.
-mounted=()
-cleanup() {
+# /proc is mounted in a rootfs while apt runs in it. rootfs_layer runs in a
+# command substitution (no EXIT trap there), so a build interrupted or failed
+# before the umount leaves it mounted: everything under a directory is
+# unmounted before the directory is deleted.
+unmount_under() { # DIR
     local m
-    for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done
+    for m in $(awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
 }
-trap cleanup EXIT
 
 chroot_apt() { # ROOTFS ARGS...
     local root=$1
@@ -136,6 +139,7 @@ base_rootfs() {
     local t0
     t0=$(now)
     log "debootstrap --variant=minbase $SUITE from $MIRROR (log: $dir.log)"
+    unmount_under "$dir.tmp"
     rm -rf "$dir" "$dir.tmp"
     mkdir -p "$dir.tmp"
     if ! debootstrap --variant=minbase --arch="$ARCH" "$SUITE" "$dir.tmp/rootfs" "$MIRROR" >"$dir.log" 2>&1; then
@@ -168,8 +172,8 @@ EOF
 
 # Rootfs layer of one image, cached: CACHE/<image>-<key>/layer.tar.gz(.json).
 rootfs_layer() {
-    local image=$1 packages=${PACKAGES[$1]} setup=${SETUP[$1]}
-    local dir="$CACHE/$image-$(key "base=$BASE_KEY" "recipe=$RECIPE" "packages=$packages" "setup=$setup")"
+    local image=$1 packages=${PACKAGES[$1]} setup=${SETUP[$1]} dir
+    dir="$CACHE/$image-$(key "base=$BASE_KEY" "recipe=$RECIPE" "packages=$packages" "setup=$setup")"
     if [ -f "$dir/layer.tar.gz.json" ]; then
         log "$image: cached rootfs layer ($dir)"
         echo "$dir/layer.tar.gz"
@@ -179,18 +183,21 @@ rootfs_layer() {
     base=$(base_rootfs)
     t0=$(now)
     log "$image: installing $packages"
+    unmount_under "$dir"
     rm -rf "$dir"
     mkdir -p "$dir"
     local r="$dir/rootfs"
     cp -a "$base" "$r"
     cp /etc/resolv.conf "$r/etc/resolv.conf"
     mount -t proc proc "$r/proc"
-    mounted+=("$r/proc")
+    # shellcheck disable=SC2086 # $packages is a list of package names
     {
         chroot_apt "$r" update &&
             chroot_apt "$r" install $packages &&
             chroot "$r" /bin/sh -euc "$setup"
     } >"$dir/apt.log" 2>&1 || {
+        umount -l "$r/proc" 2>/dev/null || true
+        rm -rf "$r"
         tail -n 30 "$dir/apt.log" >&2
         echo "error: apt-get failed for $image; log: $dir/apt.log" >&2
         exit 1
@@ -252,11 +259,14 @@ for image in "${IMAGES[@]}"; do
     log "$image: $outdir/$image.tar in $(since "$t0")"
 done
 
+# Sizes, also kept in OUTDIR/linux-images.sizes ("image tar_bytes unpacked_bytes").
 echo "Linux images built in $outdir:"
+: >"$outdir/linux-images.sizes"
 for image in "${IMAGES[@]}"; do
     dir=$(dirname "$(rootfs_layer "$image" 2>/dev/null)")
     bytes=$(wc -c <"$outdir/$image.tar")
     unpacked=$(cat "$dir/rootfs.bytes" 2>/dev/null || echo 0)
+    echo "$image $bytes $unpacked" >>"$outdir/linux-images.sizes"
     printf '  %-12s %-32s %6.1f MiB compressed, %6.1f MiB unpacked\n' "$image.tar" "localhost/chat/$image:latest" \
         "$(awk -v b="$bytes" 'BEGIN { print b / 1048576 }')" "$(awk -v b="$unpacked" 'BEGIN { print b / 1048576 }')"
 done

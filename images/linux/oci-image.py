@@ -10,7 +10,7 @@
                      [--env K=V ...] [--volume PATH ...] [--expose PORT/tcp ...]
                      [--workdir DIR] [--stop-signal SIG]
       write an OCI image layout tar (oci-layout, index.json, blobs/sha256/*)
-      that `ctr images import` and `docker load` accept. Layers are listed
+      that `ctr images import` accepts (and `docker load` since Docker 25). Layers are listed
       bottom first and must have been written by `layer`.
 """
 import argparse

@@ -21,6 +21,8 @@ fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mkdir -p "$1"
 outdir="$(cd "$1" && pwd)"
+# cargo reads .cargo/config.toml (tokio_unstable for wasip2) from the cwd.
+cd "$here"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/services-target}"
 services=(session chat message user truncator gateway)
 target=wasm32-wasip2

@@ -29,6 +29,11 @@ sql_escape() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/''/g"; }
 
 mkdir -p "$DATADIR" /run/mysqld
 chown mysql:mysql "$DATADIR" /run/mysqld
+# Data written by an image whose mysql user had another uid.
+if [ -d "$DATADIR/mysql" ] && [ "$(stat -c %u "$DATADIR/mysql")" != "$(id -u mysql)" ]; then
+    log "datadir owned by uid $(stat -c %u "$DATADIR/mysql"); handing it to mysql"
+    chown -R mysql:mysql "$DATADIR"
+fi
 
 # A datadir left by an interrupted first start is initialised again.
 if [ -f "$DATADIR/.chat-init-incomplete" ]; then

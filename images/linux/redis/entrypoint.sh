@@ -12,6 +12,10 @@ set -eu
 
 mkdir -p /data
 chown redis:redis /data
+# Data written by an image whose redis user had another uid.
+if [ -n "$(find /data -mindepth 1 ! -user redis -print -quit)" ]; then
+    chown -R redis:redis /data
+fi
 set -- --port "${REDIS_PORT:-6379}" --bind "${REDIS_BIND_ADDRESS:-0.0.0.0}" \
     --dir /data --appendonly yes --appendfsync everysec --save "300 1 60 100" \
     --protected-mode no --daemonize no --logfile "" "$@"

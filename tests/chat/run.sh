@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# End-to-end tests of the chat application on containerd: MariaDB and Redis
+# under runc, the six Wasm services under containerd-shim-wasmtime-v1.
+#
+#   tests/chat/run.sh
+#
+# Brings up its own stack with deploy/local/up.sh, apart from a developer's
+# (CHAT_DIR /var/tmp/containerd-shim-wasmtime/chat-test, namespace chat-test,
+# every port +20000: gateway 23000, MariaDB 23306, …), then runs
+#   smoke      images/services/smoke.sh with the truncator (every status code)
+#   load       100 concurrent clients post 1000 messages to one chat;
+#              then exactly 1000 rows for it (SQL inside the MariaDB container)
+#   restart    the message service is restarted under a bounded posting load;
+#              every message acknowledged with 201 is in the database
+#   browser    chromium + playwright-core: session, online, chat, send, edit,
+#              delete, a message from someone else appears without reload
+#   persist    down.sh + up.sh (no rebuild): the data is still there
+#   sizes      a report of every image's size
+# prints "N passed, M failed" last and exits 1 on any failure. Tears the
+# stack down and deletes its volumes on exit; keeps its images and compile
+# cache under CHAT_DIR so the next run is quicker.
+#
+# Needs what up.sh needs, plus chromium (Debian) and node; installs
+# playwright-core from tests/chat/package-lock.json with npm ci if missing.
+# Overrides: CHAT_TEST_DIR, CHAT_TEST_PORT_OFFSET, CHAT_TEST_NAMESPACE.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE="$ROOT/tests/chat"
+PY=/usr/bin/python3
+
+# The test stack: its own dir, namespace, ports and (unused) CNI bridge.
+export CHAT_DIR=${CHAT_TEST_DIR:-/var/tmp/containerd-shim-wasmtime/chat-test}
+export CHAT_NAMESPACE=${CHAT_TEST_NAMESPACE:-chat-test}
+export CHAT_PORT_OFFSET=${CHAT_TEST_PORT_OFFSET:-20000}
+export CHAT_TRUNCATOR_ENABLED=true CHAT_LOG_LEVEL=info
+export CHAT_CNI_BRIDGE=chat-test0 CHAT_CNI_SUBNET=10.215.0.0/24
+unset CHAT_GATEWAY_PORT CHAT_SESSION_PORT CHAT_CHAT_PORT CHAT_MESSAGE_PORT CHAT_USER_PORT \
+    CHAT_TRUNCATOR_PORT CHAT_MYSQL_PORT CHAT_REDIS_PORT CHAT_SKIP_BUILD
+rm -f "$CHAT_DIR/stack.env"
+. "$ROOT/deploy/local/lib.sh"
+
+OUT="$CHAT_DIR/test-output"
+passed=0
+failed=0
+results=()
+client_pid=
+
+teardown() {
+    if [ -n "$client_pid" ] && kill -0 "$client_pid" 2>/dev/null; then
+        kill "$client_pid" 2>/dev/null || true
+        wait "$client_pid" 2>/dev/null || true
+    fi
+    echo "==> tearing the test stack down"
+    bash "$ROOT/deploy/local/down.sh" --volumes >"$OUT/down.log" 2>&1 || tail -n 20 "$OUT/down.log"
+}
+
+finish() {
+    local rc=$?
+    teardown
+    echo
+    echo "==> results"
+    printf '%s\n' "${results[@]}"
+    echo "(logs: $OUT, container logs: $CHAT_DIR/logs)"
+    echo "$passed passed, $failed failed"
+    if [ "$failed" -gt 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
+    exit "$rc"
+}
+trap finish EXIT
+
+record() { # NAME OK(0/1) DETAIL
+    if [ "$2" = 0 ]; then
+        passed=$((passed + 1))
+        results+=("PASS $1: $3")
+        echo "PASS $1: $3"
+    else
+        failed=$((failed + 1))
+        results+=("FAIL $1: $3")
+        echo "FAIL $1: $3"
+    fi
+}
+
+# SQL as root inside the MariaDB container (unix socket), tab-separated.
+sql() {
+    ctrc tasks exec --exec-id "sql-$$-$RANDOM" mariadb mariadb -N -B chat -e "$1"
+}
+json_field() { $PY -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+
+# A clean start even after an interrupted run.
+bash "$ROOT/deploy/local/down.sh" --volumes >/dev/null 2>&1 || true
+rm -rf "$OUT" "$CHAT_DIR/logs"
+mkdir -p "$OUT"
+
+# ---- stack up --------------------------------------------------------------
+echo "==> starting the test stack (deploy/local/up.sh, log: $OUT/up.log)"
+t0=$(date +%s%N)
+if bash "$ROOT/deploy/local/up.sh" >"$OUT/up.log" 2>&1; then
+    record up 0 "stack ready at $CHAT_URL in $(ms_since "$t0") ms"
+else
+    tail -n 40 "$OUT/up.log"
+    record up 1 "deploy/local/up.sh failed (see $OUT/up.log)"
+    exit 1
+fi
+grep -E '^==> ' "$OUT/up.log" | sed 's/^/    /'
+
+# ---- smoke -----------------------------------------------------------------
+echo "==> smoke test (images/services/smoke.sh, log: $OUT/smoke.log)"
+t0=$(date +%s%N)
+SMOKE_TRUNCATE=1 bash "$ROOT/images/services/smoke.sh" "$CHAT_URL" >"$OUT/smoke.log" 2>&1
+rc=$?
+summary=$(tail -n 1 "$OUT/smoke.log")
+[ "$rc" = 0 ] || grep '^FAIL' "$OUT/smoke.log" | head -n 20
+record smoke "$rc" "$summary in $(ms_since "$t0") ms"
+
+# ---- load ------------------------------------------------------------------
+echo "==> load test: 100 concurrent clients, 1000 messages to one chat"
+load=$(timeout 180 $PY "$HERE/load.py" load "$CHAT_URL" --clients 100 --messages 1000 --timeout 120 2>"$OUT/load.err")
+rc=$?
+load=${load:-"{}"}
+echo "    $load"
+chat_id=$(json_field "$load" chat_id 2>/dev/null)
+rows=$( [ -n "$chat_id" ] && sql "SELECT COUNT(*) FROM messages WHERE chat_id = $chat_id" 2>>"$OUT/load.err")
+load_ok=1
+if [ "$rc" = 0 ] && [ "$rows" = 1000 ]; then load_ok=0; fi
+[ "$load_ok" = 0 ] || tail -n 5 "$OUT/load.err"
+record load "$load_ok" "acked $(json_field "$load" acked 2>/dev/null)/1000, rows in chat $chat_id: ${rows:-?}, $(json_field "$load" seconds 2>/dev/null) s, $(json_field "$load" req_per_s 2>/dev/null) req/s, p50 $(json_field "$load" p50_ms 2>/dev/null) ms, p99 $(json_field "$load" p99_ms 2>/dev/null) ms"
+load_chat=$chat_id
+
+# ---- restart ---------------------------------------------------------------
+echo "==> restart test: restart the message service during a posting load"
+timeout 120 $PY "$HERE/load.py" restart "$CHAT_URL" --clients 20 --seconds 12 --max-messages 5000 \
+    --retry-seconds 30 --acked "$OUT/restart-acked.txt" >"$OUT/restart.json" 2>"$OUT/restart.err" &
+client_pid=$!
+sleep 3
+t0=$(date +%s%N)
+bash "$ROOT/deploy/local/restart-service.sh" message >"$OUT/restart-service.log" 2>&1
+restart_rc=$?
+restart_ms=$(ms_since "$t0")
+wait "$client_pid"
+rc=$?
+client_pid=
+result=$(cat "$OUT/restart.json" 2>/dev/null)
+result=${result:-"{}"}
+echo "    $result"
+chat_id=$(json_field "$result" chat_id 2>/dev/null)
+missing="?"
+dups="?"
+if [ -n "$chat_id" ] && sql "SELECT text FROM messages WHERE chat_id = $chat_id" >"$OUT/restart-db.txt" 2>>"$OUT/restart.err"; then
+    missing=$(comm -23 <(sort -u "$OUT/restart-acked.txt") <(sort -u "$OUT/restart-db.txt") | wc -l)
+    dups=$(($(wc -l <"$OUT/restart-db.txt") - $(sort -u "$OUT/restart-db.txt" | wc -l)))
+    extra=$(($(sort -u "$OUT/restart-db.txt" | wc -l) - $(sort -u "$OUT/restart-acked.txt" | wc -l)))
+fi
+late=$(json_field "$result" late_acked 2>/dev/null)
+restart_ok=1
+if [ "$restart_rc" = 0 ] && [ "$rc" = 0 ] && [ "$missing" = 0 ] && [ "${late:-0}" -gt 0 ]; then restart_ok=0; fi
+[ "$restart_ok" = 0 ] || { tail -n 5 "$OUT/restart.err" "$OUT/restart-service.log"; }
+record restart "$restart_ok" "message service restarted in $restart_ms ms under load; acked $(json_field "$result" acked 2>/dev/null), missing from the DB $missing, retried $(json_field "$result" retried 2>/dev/null), failed $(json_field "$result" failed 2>/dev/null), acked in the last 4 s $late, stored but unacknowledged ${extra:-?} (duplicates from retries: $dups)"
+
+# ---- browser ---------------------------------------------------------------
+echo "==> browser test (chromium + playwright-core, log: $OUT/browser.log)"
+if [ ! -x /usr/bin/chromium ]; then
+    (export DEBIAN_FRONTEND=noninteractive && apt-get update -qq &&
+        apt-get install -y -qq --no-install-recommends chromium) >"$OUT/apt.log" 2>&1 || tail -n 20 "$OUT/apt.log"
+fi
+if [ ! -d "$HERE/node_modules/playwright-core" ]; then
+    (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error) >"$OUT/npm.log" 2>&1 || tail -n 20 "$OUT/npm.log"
+fi
+t0=$(date +%s%N)
+timeout 180 node "$HERE/browser.mjs" "$CHAT_URL" >"$OUT/browser.log" 2>&1
+rc=$?
+sed 's/^/    /' "$OUT/browser.log"
+record browser "$rc" "$(tail -n 1 "$OUT/browser.log") in $(ms_since "$t0") ms"
+
+# ---- persistence -----------------------------------------------------------
+echo "==> persistence: down.sh, then up.sh (no rebuild); the data must still be there"
+t0=$(date +%s%N)
+persist_ok=1
+detail="down.sh or up.sh failed (see $OUT/persist.log)"
+if bash "$ROOT/deploy/local/down.sh" >"$OUT/persist.log" 2>&1 &&
+    CHAT_SKIP_BUILD=1 bash "$ROOT/deploy/local/up.sh" >>"$OUT/persist.log" 2>&1; then
+    rows=$( [ -n "$load_chat" ] && sql "SELECT COUNT(*) FROM messages WHERE chat_id = $load_chat" 2>>"$OUT/persist.log")
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$CHAT_URL/api/chats/$load_chat" -H "Session-Id: 00000000000000000000000000")
+    [ "$rows" = 1000 ] && persist_ok=0
+    detail="restarted in $(ms_since "$t0") ms; rows in chat $load_chat: ${rows:-?} (want 1000); gateway answers ($code)"
+fi
+[ "$persist_ok" = 0 ] || tail -n 20 "$OUT/persist.log"
+record persist "$persist_ok" "$detail"
+
+# ---- image sizes -----------------------------------------------------------
+echo "==> image sizes"
+sizes_ok=0
+: >"$OUT/sizes.txt"
+{
+    printf '    %-34s %12s %12s\n' image "tar (bytes)" "unpacked"
+    for s in "${CHAT_LINUX_SERVICES[@]}" "${CHAT_WASM_SERVICES[@]}"; do
+        tar="$CHAT_DIR/images/$s.tar"
+        if [ ! -f "$tar" ]; then
+            sizes_ok=1
+            continue
+        fi
+        unpacked=$(awk -v i="$s" '$1 == i { print $3 }' "$CHAT_DIR/images/linux-images.sizes" 2>/dev/null)
+        if [ -z "$unpacked" ]; then
+            # A Wasm image's one layer holds the module (and the gateway's www/).
+            unpacked=$(wc -c <"$CHAT_DIR/wasm/$s.wasm")
+            [ "$s" != gateway ] || unpacked=$((unpacked + $(find "$CHAT_DIR/wasm/www" -type f -exec cat {} + | wc -c)))
+        fi
+        printf '    %-34s %12d %12d\n' "localhost/chat/$s:latest" "$(wc -c <"$tar")" "$unpacked"
+    done
+} >"$OUT/sizes.txt"
+cat "$OUT/sizes.txt"
+record sizes "$sizes_ok" "8 images (table above; $OUT/sizes.txt)"
