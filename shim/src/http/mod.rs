@@ -276,11 +276,13 @@ pub async fn serve(serve: Serve, started: oneshot::Sender<Result<()>>) -> Option
     // One instance up front: a component that cannot be instantiated here (a
     // start function that traps, a memory limit below its initial memory,
     // more instances than a pool slot holds) fails Start, not every request.
+    // It takes a request slot like any request, so the pool has room for it.
     let trial = Arc::new(Deadline::default());
     let watched = watchdog.watch(Instant::now() + plan.settings.timeout, trial.clone());
+    let slot = SLOTS.acquire().await;
     let mut store = server.store(trial);
     let instantiated = server.pre.instantiate_async(&mut store).await;
-    drop((store, watched));
+    drop((store, slot, watched));
     if let Err(e) = instantiated {
         watchdog.stop();
         let _ = started.send(Err(anyhow::Error::from(e).context("instantiate component")));
