@@ -23,12 +23,15 @@
 //! from the container's network namespace; `https` is refused
 //! (`HTTP-request-denied`). wasi:sockets is linked as for CLI components.
 
-use std::collections::BTreeMap;
+mod body;
+mod outbound;
+mod output;
+mod watchdog;
+
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -36,20 +39,22 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use self::body::with_first_frame;
+use self::outbound::Outbound;
+use self::output::Output;
+use self::watchdog::{Deadline, Watchdog};
 use crate::engine::wt;
 use crate::instance::{Interrupt, MemoryLimit};
 use crate::stdio::GuestStdio;
@@ -271,11 +276,13 @@ pub async fn serve(serve: Serve, started: oneshot::Sender<Result<()>>) -> Option
     // One instance up front: a component that cannot be instantiated here (a
     // start function that traps, a memory limit below its initial memory,
     // more instances than a pool slot holds) fails Start, not every request.
+    // It takes a request slot like any request, so the pool has room for it.
     let trial = Arc::new(Deadline::default());
     let watched = watchdog.watch(Instant::now() + plan.settings.timeout, trial.clone());
+    let slot = SLOTS.acquire().await;
     let mut store = server.store(trial);
     let instantiated = server.pre.instantiate_async(&mut store).await;
-    drop((store, watched));
+    drop((store, slot, watched));
     if let Err(e) = instantiated {
         watchdog.stop();
         let _ = started.send(Err(anyhow::Error::from(e).context("instantiate component")));
@@ -501,58 +508,6 @@ impl Server {
     }
 }
 
-/// Holds the response head back until the body's first frame (or its end)
-/// is there, as Go's net/http does until the first write, so that hyper
-/// sends head and body in one write: the guest hands over the head before it
-/// writes the body, and two writes per response cost a second segment and a
-/// second wake-up of the client for every request.
-async fn with_first_frame(response: hyper::Response<HyperOutgoingBody>) -> Result<hyper::Response<HyperOutgoingBody>> {
-    let (parts, mut body) = response.into_parts();
-    let body = match body.frame().await {
-        None => body,
-        Some(Ok(first)) => Prefixed { first: Some(first), rest: body }.boxed_unsync(),
-        // Nothing was sent yet, so the client can still get a clean 500.
-        Some(Err(e)) => return Err(anyhow::Error::from(e).context("handler failed before writing the body")),
-    };
-    Ok(hyper::Response::from_parts(parts, body))
-}
-
-/// A body whose first frame was already read.
-struct Prefixed {
-    first: Option<hyper::body::Frame<Bytes>>,
-    rest: HyperOutgoingBody,
-}
-
-impl hyper::body::Body for Prefixed {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        match self.first.take() {
-            Some(frame) => std::task::Poll::Ready(Some(Ok(frame))),
-            None => std::pin::Pin::new(&mut self.rest).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.rest.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        let first = self.first.as_ref().and_then(|f| f.data_ref()).map_or(0, |d| d.len() as u64);
-        let rest = self.rest.size_hint();
-        let mut hint = hyper::body::SizeHint::new();
-        hint.set_lower(rest.lower() + first);
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper + first);
-        }
-        hint
-    }
-}
-
 fn error_response(status: hyper::StatusCode) -> hyper::Response<HyperOutgoingBody> {
     let text = match status {
         hyper::StatusCode::SERVICE_UNAVAILABLE => "request timed out\n",
@@ -585,131 +540,6 @@ impl WasiView for HttpHost {
 impl WasiHttpView for HttpHost {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
-    }
-}
-
-/// How a request's deadline reaches it: a flag the epoch callback reads
-/// (guest running code) and a wake-up for a guest waiting in a host call.
-#[derive(Default)]
-struct Deadline {
-    expired: AtomicBool,
-    notify: Notify,
-}
-
-impl Deadline {
-    fn expire(&self) {
-        self.expired.store(true, Ordering::SeqCst);
-        // Stores a permit if nobody waits yet: the wake-up is not lost.
-        self.notify.notify_one();
-    }
-
-    fn is_expired(&self) -> bool {
-        self.expired.load(Ordering::SeqCst)
-    }
-
-    async fn expired(&self) {
-        while !self.is_expired() {
-            self.notify.notified().await;
-        }
-    }
-}
-
-/// Expires request deadlines. A thread rather than a tokio timer: a guest
-/// spinning in a loop holds its worker thread, and tokio can park the timer
-/// task of that request on that very worker (its LIFO slot cannot be stolen),
-/// or every worker may be spinning. The thread sleeps until the earliest
-/// deadline, and without one until a request arrives: nothing ticks while
-/// idle.
-struct Watchdog {
-    state: Mutex<Deadlines>,
-    wake: Condvar,
-    engine: Engine,
-}
-
-#[derive(Default)]
-struct Deadlines {
-    next: u64,
-    pending: BTreeMap<(Instant, u64), Arc<Deadline>>,
-    /// When the thread wakes by itself; `None`: only when woken.
-    wake_at: Option<Instant>,
-    stopped: bool,
-}
-
-/// Keeps a deadline registered; dropping it (the request ended) removes it.
-struct Watched {
-    watchdog: Arc<Watchdog>,
-    key: (Instant, u64),
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        self.watchdog.lock().pending.remove(&self.key);
-    }
-}
-
-impl Watchdog {
-    fn start(engine: Engine, id: &str) -> Result<Arc<Self>> {
-        let watchdog = Arc::new(Self { state: Mutex::default(), wake: Condvar::new(), engine });
-        let w = watchdog.clone();
-        std::thread::Builder::new()
-            .name(format!("http-{}", id.chars().take(10).collect::<String>()))
-            .spawn(move || w.run())
-            .context("spawn the request watchdog thread")?;
-        Ok(watchdog)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Deadlines> {
-        // The map stays consistent whatever a panicking holder was doing.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn watch(self: &Arc<Self>, at: Instant, deadline: Arc<Deadline>) -> Watched {
-        let mut state = self.lock();
-        state.next += 1;
-        let key = (at, state.next);
-        state.pending.insert(key, deadline);
-        // Only a deadline earlier than the thread's wake-up needs it now. With
-        // one timeout for all requests that is rare: under load the thread
-        // wakes about once per timeout, not once per request.
-        if state.wake_at.is_none_or(|wake| at < wake) {
-            self.wake.notify_one();
-        }
-        Watched { watchdog: self.clone(), key }
-    }
-
-    fn stop(&self) {
-        self.lock().stopped = true;
-        self.wake.notify_one();
-    }
-
-    fn run(&self) {
-        let mut state = self.lock();
-        loop {
-            if state.stopped {
-                return;
-            }
-            let now = Instant::now();
-            let mut expired = false;
-            while let Some(entry) = state.pending.first_entry() {
-                if entry.key().0 > now {
-                    break;
-                }
-                entry.remove().expire();
-                expired = true;
-            }
-            if expired {
-                // Running guests check their flag at their next epoch check.
-                self.engine.increment_epoch();
-            }
-            state.wake_at = state.pending.keys().next().map(|(at, _)| *at);
-            state = match state.wake_at {
-                Some(at) => {
-                    let wait = at.saturating_duration_since(now);
-                    self.wake.wait_timeout(state, wait).unwrap_or_else(|p| p.into_inner()).0
-                }
-                None => self.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
-            };
-        }
     }
 }
 
@@ -752,177 +582,6 @@ impl Drop for BusyGuard {
             self.0.idle.notify_waiters();
         }
     }
-}
-
-/// A container's stdout or stderr, shared by all requests. Each request's
-/// stream hands whole writes to one copying task through a bounded channel,
-/// so concurrent requests neither trap on a shared stream (Wasmtime's
-/// `AsyncStdoutStream` allows one writer at a time) nor interleave within a
-/// write, and a full pipe makes writers wait rather than grow memory.
-#[derive(Clone)]
-struct Output(mpsc::Sender<Bytes>);
-
-/// Writes queued per container stream before writers wait.
-const OUTPUT_QUEUE: usize = 64;
-/// The most one write may carry.
-const OUTPUT_CHUNK: usize = 64 * 1024;
-
-impl Output {
-    /// Starts the copying task; the receiver yields once everything written
-    /// has been copied and every writer is gone.
-    fn forward(pipe: Option<crate::stdio::GuestOutput>) -> (Option<Self>, oneshot::Receiver<()>) {
-        let (done_tx, done_rx) = oneshot::channel();
-        let Some(mut pipe) = pipe else {
-            let _ = done_tx.send(());
-            return (None, done_rx);
-        };
-        let (tx, mut rx) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
-        tokio::spawn(async move {
-            while let Some(bytes) = rx.recv().await {
-                if pipe.write_all(&bytes).await.is_err() {
-                    // Nobody reads any more; writers see a closed stream.
-                    break;
-                }
-            }
-            let _ = pipe.shutdown().await;
-            let _ = done_tx.send(());
-        });
-        (Some(Self(tx)), done_rx)
-    }
-}
-
-impl wasmtime_wasi::cli::IsTerminal for Output {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl wasmtime_wasi::cli::StdoutStream for Output {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(OutputHandle { tx: self.0.clone(), permit: None })
-    }
-
-    /// Used only by WASIp3 bindings, which this shim does not link.
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(tokio::io::sink())
-    }
-}
-
-/// One store's handle on an `Output`: a write needs a reserved queue slot.
-struct OutputHandle {
-    tx: mpsc::Sender<Bytes>,
-    permit: Option<mpsc::OwnedPermit<Bytes>>,
-}
-
-#[async_trait::async_trait]
-impl Pollable for OutputHandle {
-    async fn ready(&mut self) {
-        if self.permit.is_none() {
-            // A closed channel is ready too: the next check reports it.
-            self.permit = self.tx.clone().reserve_owned().await.ok();
-        }
-    }
-}
-
-impl OutputStream for OutputHandle {
-    fn check_write(&mut self) -> StreamResult<usize> {
-        if self.permit.is_some() {
-            return Ok(OUTPUT_CHUNK);
-        }
-        match self.tx.clone().try_reserve_owned() {
-            Ok(permit) => {
-                self.permit = Some(permit);
-                Ok(OUTPUT_CHUNK)
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => Ok(0),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(StreamError::Closed),
-        }
-    }
-
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        if bytes.len() > OUTPUT_CHUNK {
-            return Err(StreamError::trap("write larger than check-write allowed"));
-        }
-        match self.permit.take() {
-            Some(permit) => {
-                permit.send(bytes);
-                Ok(())
-            }
-            None => Err(StreamError::trap("write without a successful check-write")),
-        }
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        // Queued writes are the copying task's; there is nothing to push.
-        Ok(())
-    }
-}
-
-/// Outbound wasi:http: plain HTTP over hyper from the container's network
-/// namespace (this runtime's threads are in it). HTTPS would need a TLS stack
-/// and a trust store in the shim; it is refused instead.
-struct Outbound;
-
-type SendFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<(hyper::Response<WasiBody>, IoFuture)>> + Send>;
-type IoFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
-
-impl WasiHttpHooks for Outbound {
-    fn send_request(
-        &mut self,
-        request: hyper::Request<WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: IoFuture,
-    ) -> SendFuture {
-        Box::new(send_plain(request, options))
-    }
-}
-
-async fn send_plain(
-    mut request: hyper::Request<WasiBody>,
-    options: Option<wasmtime_wasi_http::RequestOptions>,
-) -> wasmtime_wasi_http::Result<(hyper::Response<WasiBody>, IoFuture)> {
-    use wasmtime_wasi_http::Error;
-    // The guest's request deadline bounds all of this anyway; these only
-    // apply when the guest asks for less.
-    const NO_LIMIT: Duration = Duration::from_secs(600);
-    let uri = request.uri();
-    if uri.scheme() != Some(&hyper::http::uri::Scheme::HTTP) {
-        log::debug!("refusing outbound request to {uri}: only plain http is supported");
-        return Err(Error::HttpRequestDenied);
-    }
-    let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
-    let address = match authority.port() {
-        Some(_) => authority.to_string(),
-        None => format!("{authority}:80"),
-    };
-    let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(NO_LIMIT);
-    let first_byte_timeout = options.and_then(|o| o.first_byte_timeout).unwrap_or(NO_LIMIT);
-    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(&address))
-        .await
-        .map_err(|_| Error::ConnectionTimeout)?
-        .map_err(Error::Connect)?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = tokio::time::timeout(connect_timeout, hyper::client::conn::http1::handshake(TokioIo::new(stream)))
-        .await
-        .map_err(|_| Error::ConnectionTimeout)??;
-    // The request line carries only the path: the authority went into Host.
-    let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    *request.uri_mut() = hyper::Uri::builder().path_and_query(path).build().map_err(|_| Error::HttpRequestUriInvalid)?;
-    let io = tokio::spawn(conn);
-    let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
-        .await
-        .map_err(|_| Error::ConnectionReadTimeout)??;
-    let response = response.map(|body| body.map_err(Error::from).boxed_unsync());
-    let io: IoFuture = Box::new(async move {
-        match io.await {
-            Ok(r) => r.map_err(Error::from),
-            Err(e) => Err(Error::InternalError(Some(format!("outbound connection task: {e}")))),
-        }
-    });
-    Ok((response, io))
 }
 
 #[cfg(test)]
@@ -978,24 +637,6 @@ mod tests {
         let mut named = hyper::Request::builder().header("host", "example.test").body(()).unwrap();
         default_host(&mut named, local);
         assert_eq!(named.headers()[hyper::header::HOST], "example.test");
-    }
-
-    #[tokio::test]
-    async fn watchdog_expires_only_due_deadlines() {
-        let watchdog = Watchdog::start(Engine::default(), "test").unwrap();
-        let soon = Arc::new(Deadline::default());
-        let later = Arc::new(Deadline::default());
-        let _a = watchdog.watch(Instant::now() + Duration::from_millis(20), soon.clone());
-        let _b = watchdog.watch(Instant::now() + Duration::from_secs(3600), later.clone());
-        tokio::time::timeout(Duration::from_secs(10), soon.expired()).await.expect("deadline not expired");
-        assert!(!later.is_expired());
-        // A finished request's deadline is forgotten.
-        let done = Arc::new(Deadline::default());
-        drop(watchdog.watch(Instant::now() + Duration::from_millis(1), done.clone()));
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(!done.is_expired());
-        assert_eq!(watchdog.lock().pending.len(), 1);
-        watchdog.stop();
     }
 
     #[tokio::test]
