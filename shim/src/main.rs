@@ -14,6 +14,7 @@ mod netns;
 mod service;
 mod stdio;
 mod task;
+mod trim;
 mod wasi;
 
 /// The runtime name containerd resolves to this binary.

@@ -99,6 +99,8 @@ pub struct TaskService {
     runc: Option<Runc>,
     events: Events,
     exit: Arc<ExitSignal>,
+    /// Signalled by every RPC; the shim trims itself once they stop.
+    activity: Arc<tokio::sync::Notify>,
 }
 
 impl TaskService {
@@ -110,6 +112,8 @@ impl TaskService {
         namespace: String,
         exit: Arc<ExitSignal>,
     ) -> Self {
+        let activity = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(crate::trim::trim_when_idle(activity.clone()));
         Self {
             containers: Containers::default(),
             engine,
@@ -117,6 +121,7 @@ impl TaskService {
             runc,
             events: Events { publisher: Arc::new(publisher), namespace },
             exit,
+            activity,
         }
     }
 
@@ -497,49 +502,60 @@ impl Events {
 #[async_trait]
 impl Task for TaskService {
     async fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> TtrpcResult<api::CreateTaskResponse> {
+        self.activity.notify_one();
         Ok(TaskService::create(self, req).await?)
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
+        self.activity.notify_one();
         Ok(TaskService::start(self, req).await?)
     }
 
     async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
+        self.activity.notify_one();
         Ok(TaskService::state(self, &req)?)
     }
 
     async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        self.activity.notify_one();
         Ok(TaskService::wait(self, req).await?)
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        self.activity.notify_one();
         TaskService::kill(self, req).await?;
         Ok(api::Empty::default())
     }
 
     async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
+        self.activity.notify_one();
         Ok(TaskService::delete(self, req).await?)
     }
 
     async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+        self.activity.notify_one();
         Ok(TaskService::pids(self, &req).await?)
     }
 
     async fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+        self.activity.notify_one();
         Ok(TaskService::stats(self, &req)?)
     }
 
     async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        self.activity.notify_one();
         TaskService::close_io(self, &req)?;
         Ok(api::Empty::default())
     }
 
     async fn connect(&self, _ctx: &TtrpcContext, _req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
+        self.activity.notify_one();
         let pid = std::process::id();
         Ok(api::ConnectResponse { shim_pid: pid, task_pid: pid, version: env!("CARGO_PKG_VERSION").into(), ..Default::default() })
     }
 
     async fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
+        self.activity.notify_one();
         if self.lock().is_empty() {
             log::info!("no containers left; shutting down");
             self.exit.signal();
@@ -548,30 +564,36 @@ impl Task for TaskService {
     }
 
     async fn exec(&self, _ctx: &TtrpcContext, _req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+        self.activity.notify_one();
         Err(ShimError::Unimplemented("Exec").into())
     }
 
     async fn resize_pty(&self, _ctx: &TtrpcContext, _req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
+        self.activity.notify_one();
         Err(ShimError::Unimplemented("ResizePty (Wasm containers have no terminal)").into())
     }
 
     async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        self.activity.notify_one();
         self.linux_only(&req.id, "Pause of a Wasm container")?;
         linux::pause(self.runc()?, &req.id).await?;
         Ok(api::Empty::default())
     }
 
     async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+        self.activity.notify_one();
         self.linux_only(&req.id, "Resume of a Wasm container")?;
         linux::resume(self.runc()?, &req.id).await?;
         Ok(api::Empty::default())
     }
 
     async fn checkpoint(&self, _ctx: &TtrpcContext, _req: api::CheckpointTaskRequest) -> TtrpcResult<api::Empty> {
+        self.activity.notify_one();
         Err(ShimError::Unimplemented("Checkpoint").into())
     }
 
     async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+        self.activity.notify_one();
         self.linux_only(&req.id, "Update of a Wasm container")?;
         // containerd sends the resources as JSON inside an Any.
         let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&req.resources.value)
