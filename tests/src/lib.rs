@@ -60,7 +60,21 @@ pub fn ctr_with_input(args: &[&str], input: &[u8]) -> Output {
 
 /// `ctr run --rm` of a Wasm image under the shim; `opts` go before the
 /// image, `args` (the whole argv, argv[0] included) after the id.
+///
+/// ctr 1.6 now and then returns success having printed nothing for a
+/// container that exits at once (a client-side race seen with runc too, see
+/// bench/README.md); such a run is repeated once under a new id. A runtime
+/// that really lost output fails the repeat as well.
 pub fn run(opts: &[&str], image_name: &str, id: &str, args: &[&str]) -> Output {
+    let out = run_once(opts, image_name, id, args);
+    if out.status.success() && out.stdout.is_empty() && out.stderr.is_empty() {
+        eprintln!("ctr printed nothing for {id}; running it once more");
+        return run_once(opts, image_name, &format!("{id}-again"), args);
+    }
+    out
+}
+
+fn run_once(opts: &[&str], image_name: &str, id: &str, args: &[&str]) -> Output {
     let img = image(image_name);
     let mut all = vec!["run", "--rm", "--runtime", RUNTIME, "--platform", "wasi/wasm"];
     all.extend_from_slice(opts);
