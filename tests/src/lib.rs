@@ -203,3 +203,18 @@ pub fn http_get_local(port: u16) -> Option<String> {
     s.read_to_string(&mut body).ok()?;
     Some(body)
 }
+
+/// `times` HTTP/1.0 GETs to 127.0.0.1:`port` from inside the network
+/// namespace at `netns` (a path under /proc or /var/run/netns); the bodies,
+/// concatenated, or nothing if the namespace cannot be entered.
+pub fn http_get_in_netns(netns: &Path, port: u16, times: u32) -> String {
+    let script = format!(
+        "for i in $(seq 1 {times}); do exec 3<>/dev/tcp/127.0.0.1/{port} || exit 1; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3; exec 3<&-; done"
+    );
+    Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["bash", "-c", &script])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}

@@ -98,14 +98,7 @@ fn default_network_is_a_private_namespace() {
     }));
     let netns = thread.unwrap().join("ns/net");
     // Inside the container's namespace the server answers on loopback...
-    let inside = || {
-        std::process::Command::new("nsenter")
-            .arg(format!("--net={}", netns.display()))
-            .args(["bash", "-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3")])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
+    let inside = || http_get_in_netns(&netns, port, 1);
     let mut body = String::new();
     assert!(wait_until(Duration::from_secs(10), || {
         body = inside();

@@ -335,17 +335,7 @@ fn http_serves_inside_a_private_network_namespace() {
     }
     assert_ne!(ns_of(std::path::Path::new(&format!("/proc/{shim}/ns/net"))), ns_of(&netns), "the shim left the host's namespace");
     // Inside the namespace the server answers on loopback, request after request.
-    let inside = || {
-        let script = format!(
-            "for i in 1 2 3 4 5 6; do exec 3<>/dev/tcp/127.0.0.1/{port} || exit 1; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3; exec 3<&-; done"
-        );
-        Command::new("nsenter")
-            .arg(format!("--net={}", netns.display()))
-            .args(["bash", "-c", &script])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
+    let inside = || http_get_in_netns(&netns, port, 6);
     let mut body = String::new();
     assert!(wait_until(Duration::from_secs(10), || {
         body = inside();
