@@ -36,6 +36,9 @@ cp "$CARGO_TARGET_DIR/release/containerd-shim-wasmtime-v1" "$WORK/bin/"
 if [ -z "$FILTER" ]; then
     echo "==> deploy/: node installer against fake node roots; manifests rendered offline"
     for t in installer_test render; do bash "$ROOT/tests/deploy/$t.sh"; done
+    echo "==> chat services: unit tests on the host"
+    (cd "$ROOT/images/services" &&
+        CARGO_TARGET_DIR=/var/tmp/containerd-shim-wasmtime/services-target cargo test --locked --workspace)
 fi
 
 echo "==> building test fixtures and their images"

@@ -119,15 +119,14 @@ impl Service {
         let (name, description) = body.apply(&name, &description)?;
         // The owner condition again: the check above and this update are not
         // one transaction, and the row may have gone in between.
-        conn.exec_drop(
+        db::exec_guarded(
+            &mut conn,
             "UPDATE chats SET name = ?, description = ?, updated_at = UTC_TIMESTAMP() WHERE id = ? AND owner_id = ?",
             (&name, &description, id, caller.id),
+            "updating a chat",
+            not_owner,
         )
-        .await
-        .map_err(|e| db::error("updating a chat", e))?;
-        if conn.affected_rows() == 0 {
-            return Err(not_owner());
-        }
+        .await?;
         let chat = fetch(&mut conn, caller, id).await?.ok_or_else(not_owner)?;
         json(StatusCode::OK, &chat)
     }
@@ -135,12 +134,8 @@ impl Service {
     async fn delete(&self, caller: &Caller, params: &Params<'_>) -> Result<Response, ApiError> {
         let id = params.id(0, "chat")?;
         let mut conn = db::conn(&self.pool).await?;
-        conn.exec_drop("DELETE FROM chats WHERE id = ? AND owner_id = ?", (id, caller.id))
-            .await
-            .map_err(|e| db::error("deleting a chat", e))?;
-        if conn.affected_rows() == 0 {
-            return Err(not_owner());
-        }
+        db::exec_guarded(&mut conn, "DELETE FROM chats WHERE id = ? AND owner_id = ?", (id, caller.id), "deleting a chat", not_owner)
+            .await?;
         json(StatusCode::OK, &serde_json::json!({ "deleted": id }))
     }
 }

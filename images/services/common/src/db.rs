@@ -203,6 +203,26 @@ pub async fn conn(pool: &Pool) -> Result<Conn, ApiError> {
     }
 }
 
+/// Runs a write guarded by its WHERE clause (e.g. `… AND owner_id = ?`):
+/// a driver error maps as `error` does, and no matching row is `missing()`.
+pub async fn exec_guarded<P>(
+    conn: &mut Conn,
+    sql: &str,
+    params: P,
+    context: &str,
+    missing: impl FnOnce() -> ApiError,
+) -> Result<(), ApiError>
+where
+    P: Into<mysql_async::Params> + Send,
+{
+    conn.exec_drop(sql, params).await.map_err(|e| error(context, e))?;
+    // Rows matched (CLIENT_FOUND_ROWS): 0 means no such row of the caller's.
+    if conn.affected_rows() == 0 {
+        return Err(missing());
+    }
+    Ok(())
+}
+
 /// Maps a driver error to 503 (connection-level: database down or
 /// unreachable) or 500 (anything else), logging it with `context`.
 pub fn error(context: &str, e: mysql_async::Error) -> ApiError {
@@ -232,12 +252,8 @@ macro_rules! rfc3339 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::config::tests::env;
 
-    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Env::new(move |k: &str| map.get(k).cloned())
-    }
 
     #[test]
     fn config_from_env() {

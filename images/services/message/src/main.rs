@@ -125,16 +125,14 @@ impl Service {
     async fn update(&self, caller: &Caller, body: UpdateMessage) -> Result<Response, ApiError> {
         let (id, text) = body.validate()?;
         let mut conn = db::conn(&self.pool).await?;
-        conn.exec_drop(
+        db::exec_guarded(
+            &mut conn,
             "UPDATE messages SET text = ?, updated_at = UTC_TIMESTAMP() WHERE id = ? AND sender_id = ?",
             (&text, id, caller.id),
+            "updating a message",
+            not_sender,
         )
-        .await
-        .map_err(|e| db::error("updating a message", e))?;
-        // Rows matched (CLIENT_FOUND_ROWS): 0 means no such message of ours.
-        if conn.affected_rows() == 0 {
-            return Err(not_sender());
-        }
+        .await?;
         let message = fetch(&mut conn, caller, id).await?.ok_or_else(not_sender)?;
         json(StatusCode::OK, &message)
     }
@@ -142,12 +140,14 @@ impl Service {
     async fn delete(&self, caller: &Caller, params: &Params<'_>) -> Result<Response, ApiError> {
         let id = params.id(0, "message")?;
         let mut conn = db::conn(&self.pool).await?;
-        conn.exec_drop("DELETE FROM messages WHERE id = ? AND sender_id = ?", (id, caller.id))
-            .await
-            .map_err(|e| db::error("deleting a message", e))?;
-        if conn.affected_rows() == 0 {
-            return Err(not_sender());
-        }
+        db::exec_guarded(
+            &mut conn,
+            "DELETE FROM messages WHERE id = ? AND sender_id = ?",
+            (id, caller.id),
+            "deleting a message",
+            not_sender,
+        )
+        .await?;
         json(StatusCode::OK, &serde_json::json!({ "deleted": id }))
     }
 }
