@@ -30,13 +30,18 @@ impl Pod {
         Pod { cri, id, config, log_dir, cgroup_parent }
     }
 
-    fn create(&mut self, name: &str, image_name: &str, command: &[&str]) -> String {
-        let config = container_config(name, &image(image_name), command, &format!("{name}.log"));
+    fn create(&mut self, name: &str, image_name: &str, command: &[&str], env: &[(&str, &str)]) -> String {
+        let mut config = container_config(name, &image(image_name), command, &format!("{name}.log"));
+        config.envs = env.iter().map(|(k, v)| v1::KeyValue { key: k.to_string(), value: v.to_string() }).collect();
         self.cri.create_container(&self.id, &config, &self.config).unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
     }
 
     fn start(&mut self, name: &str, image_name: &str, command: &[&str]) -> String {
-        let id = self.create(name, image_name, command);
+        self.start_with_env(name, image_name, command, &[])
+    }
+
+    fn start_with_env(&mut self, name: &str, image_name: &str, command: &[&str], env: &[(&str, &str)]) -> String {
+        let id = self.create(name, image_name, command, env);
         self.cri.start_container(&id).unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
         id
     }
@@ -121,13 +126,56 @@ fn cri_wasm_http_server_answers_on_the_pod_network() {
     // The pod's IP is on this test's own bridge.
     let mut reply = None;
     assert!(wait_until(Duration::from_secs(15), || {
-        reply = http_get(&ip, 8080);
+        reply = http_get(&ip, 8080, "/");
         reply.is_some()
     }), "nothing answered on {ip}:8080");
     assert!(reply.unwrap().contains("hello from probe"));
     // Not on the host's loopback: the server lives in the pod's namespace.
-    assert!(http_get("127.0.0.1", 8080).map_or(true, |r| !r.contains("hello from probe")));
+    assert!(http_get("127.0.0.1", 8080, "/").map_or(true, |r| !r.contains("hello from probe")));
     pod.remove();
+}
+
+#[test]
+fn cri_wasi_http_component_serves_the_pod_and_drains_on_stop() {
+    let mut pod = Pod::run("wasi-http");
+    // The port comes from the container's environment, as a Deployment sets it.
+    let server = pod.start_with_env("web", "http-hello", &["/http-hello.wasm"], &[("WASI_HTTP_PORT", "8081")]);
+    assert!(pod.cri.wait_running(&server, Duration::from_secs(30)));
+    let ip = pod.ip();
+    assert!(!ip.is_empty(), "pod has no IP");
+    assert!(wait_until(Duration::from_secs(15), || http_get(&ip, 8081, "/").is_some()), "nothing answered on {ip}:8081");
+    // Concurrent clients, each a bounded number of requests.
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let ip = ip.clone();
+            std::thread::spawn(move || (0..10).filter(|_| http_get(&ip, 8081, "/").is_some_and(|r| ok_hello(&r))).count())
+        })
+        .collect();
+    let answered: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(answered, 80, "every request answered 200 with the hello body");
+    // A handler that traps costs its own request only.
+    let trapped = http_get(&ip, 8081, "/trap").unwrap_or_default();
+    assert!(trapped.starts_with("HTTP/1.0 500") || trapped.starts_with("HTTP/1.1 500"), "{trapped:?}");
+    assert!(http_get(&ip, 8081, "/").is_some_and(|r| ok_hello(&r)));
+    // Not on the host's loopback: the server lives in the pod's namespace.
+    assert!(http_get("127.0.0.1", 8081, "/").is_none_or(|r| !r.contains("hello from wasi:http")));
+    // StopContainer sends SIGTERM: a request in flight is answered, then the
+    // container exits 0.
+    let slow = {
+        let ip = ip.clone();
+        std::thread::spawn(move || http_get(&ip, 8081, "/sleep?ms=1500"))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    pod.cri.stop_container(&server, 10).unwrap_or_else(|e| panic!("StopContainer: {e}"));
+    let reply = slow.join().unwrap().unwrap_or_default();
+    assert!(reply.contains(" 200 ") && reply.contains("slept 1500 ms"), "in-flight request was not drained: {reply:?}");
+    let status = pod.cri.wait_exited(&server, Duration::from_secs(30));
+    assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"), "{status:?}");
+    pod.remove();
+}
+
+fn ok_hello(response: &str) -> bool {
+    response.split_whitespace().nth(1) == Some("200") && response.ends_with("hello from wasi:http\n")
 }
 
 #[test]
@@ -228,12 +276,12 @@ fn cri_stop_and_remove_leave_nothing_twenty_times() {
     assert!(wait_until(Duration::from_secs(15), || count(&netns_dir) <= netns_before + 2), "network namespaces left behind");
 }
 
-fn http_get(host: &str, port: u16) -> Option<String> {
+fn http_get(host: &str, port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let addr: std::net::SocketAddr = format!("{host}:{port}").parse().ok()?;
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     Some(body)
