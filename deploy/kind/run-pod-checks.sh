@@ -21,6 +21,9 @@
 #      with their codes (0 Completed, 7, 134 for a trap)
 #   2. a Wasm HTTP server answers on its pod IP, passes a TCP readiness
 #      probe, and is reachable through a Service from a Linux pod
+#   2b. a wasi:http proxy component (two replicas) passes an HTTP readiness
+#      probe, answers on each pod IP and through its Service, and a trapping
+#      handler gets 500
 #   3. a pod mixing a busybox sidecar (runc) and Wasm containers works, with
 #      one shim process for the pod
 #   4. deleting pods leaves nothing: no shim process, no mounts (5 rounds)
@@ -123,7 +126,7 @@ else
 fi
 
 echo "==> loading images (kind load image-archive)"
-for img in hello probe probe-p2 trap busybox; do
+for img in hello probe probe-p2 http-hello trap busybox; do
     kind load image-archive "$WORK/images/$img.tar" --name "$NAME" || die "kind load image-archive $img.tar failed"
 done
 if node crictl images 2>/dev/null | grep -q 'localhost/test/probe-p2'; then
@@ -182,6 +185,23 @@ if k -n "$NS" wait --for=condition=Ready pod/wasm-http --timeout=180s >/dev/null
     echo "note: Wasm guest resolving 'wasm-http': exit $(status_of wasm-resolve wasm-resolve exitCode): $(k -n "$NS" logs wasm-resolve 2>&1 | head -n 2 | tr '\n' ' ')"
 else
     fail "http: pod never became Ready" "$(k -n "$NS" describe pod wasm-http | tail -30)"
+fi
+
+echo "==> 2b. a wasi:http component served by the shim"
+k -n "$NS" apply -f "$HERE/pods/wasi-http.yaml"
+if k -n "$NS" rollout status deployment/wasi-http --timeout=180s >/dev/null; then
+    pass "wasi-http: two replicas Ready (HTTP readiness probe on /)"
+    for ip in $(k -n "$NS" get pods -l app.kubernetes.io/component=wasi-http -o jsonpath='{.items[*].status.podIP}'); do
+        reply=$(node curl -sS --max-time 5 "http://$ip:8090/" 2>&1 || true)
+        grep -q 'hello from wasi:http' <<<"$reply" && pass "wasi-http: answers on the pod IP $ip" || fail "wasi-http: pod IP $ip" "$reply"
+        code=$(node curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$ip:8090/trap" 2>&1 || true)
+        [ "$code" = 500 ] && pass "wasi-http: a trapping handler gets 500 on $ip" || fail "wasi-http: /trap on $ip gave $code"
+    done
+    svc=$(k -n "$NS" get service wasi-http -o jsonpath='{.spec.clusterIP}')
+    reply=$(node curl -sS --max-time 5 "http://$svc:8090/" 2>&1 || true)
+    grep -q 'hello from wasi:http' <<<"$reply" && pass "wasi-http: answers through its Service" || fail "wasi-http: Service $svc" "$reply"
+else
+    fail "wasi-http: deployment never became Ready" "$(k -n "$NS" describe pods -l app.kubernetes.io/component=wasi-http | tail -30)"
 fi
 
 echo "==> 3. a pod mixing busybox and Wasm"
