@@ -163,12 +163,13 @@ fn cri_wasi_http_component_serves_the_pod_and_drains_on_stop() {
     // container exits 0.
     let slow = {
         let ip = ip.clone();
-        std::thread::spawn(move || http_get(&ip, 8081, "/sleep?ms=1500"))
+        std::thread::spawn(move || http_get(&ip, 8081, "/sleep?ms=3000"))
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // Ample time for the request to reach the handler, well inside its 3 s.
+    std::thread::sleep(Duration::from_secs(1));
     pod.cri.stop_container(&server, 10).unwrap_or_else(|e| panic!("StopContainer: {e}"));
     let reply = slow.join().unwrap().unwrap_or_default();
-    assert!(reply.contains(" 200 ") && reply.contains("slept 1500 ms"), "in-flight request was not drained: {reply:?}");
+    assert!(reply.contains(" 200 ") && reply.contains("slept 3000 ms"), "in-flight request was not drained: {reply:?}");
     let status = pod.cri.wait_exited(&server, Duration::from_secs(30));
     assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"), "{status:?}");
     pod.remove();
