@@ -491,8 +491,11 @@ impl Server {
         };
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|h| &mut h.limits);
-        // Epochs move when some request's deadline passes or the container is
-        // killed; each running store then checks whether that concerns it.
+        // Epochs move when some request's deadline passes, when a request runs
+        // past a time slice (watchdog::SLICE), or when the container is
+        // killed; each running store then checks whether that concerns it,
+        // and otherwise yields its worker thread to the tasks waiting there
+        // (tokio's yield puts it behind them).
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
             let host = ctx.data();
@@ -501,7 +504,7 @@ impl Server {
             }
             match host.interrupt.raised() {
                 Some(sig) if !drains(sig) => Err(wasmtime::format_err!("killed by signal {sig}")),
-                _ => Ok(UpdateDeadline::Continue(1)),
+                _ => Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))),
             }
         });
         store
