@@ -367,7 +367,7 @@ async fn connection(server: Arc<Server>, stream: TcpStream, mut stop: watch::Rec
     let service = hyper::service::service_fn(move |mut req| {
         let server = server.clone();
         default_host(&mut req, local);
-        async move { Ok::<_, Infallible>(server.handle(req).await) }
+        async move { server.handle(req).await }
     });
     let conn = http1::Builder::new()
         .keep_alive(true)
@@ -407,16 +407,23 @@ enum Failure {
 }
 
 impl Server {
-    async fn handle(self: Arc<Self>, req: hyper::Request<Incoming>) -> hyper::Response<HyperOutgoingBody> {
+    /// A request's response; `Err` (hyper then drops the connection without
+    /// answering) once the container is being killed: a SIGKILL stops
+    /// serving at once, so handlers it cuts off get no 500 in its last moments.
+    async fn handle(self: Arc<Self>, req: hyper::Request<Incoming>) -> Result<hyper::Response<HyperOutgoingBody>, Killed> {
         // Cheap clones (shared bytes), formatted only on failure.
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        match self.clone().respond(req).await {
+        let response = self.clone().respond(req).await;
+        if self.interrupt.raised().is_some_and(|s| !drains(s)) {
+            return Err(Killed);
+        }
+        Ok(match response {
             Ok(response) => response,
             Err((status, e)) => {
                 log::warn!("container {}: {method} {}: {e:#}", self.id, uri.path());
                 error_response(status)
             }
-        }
+        })
     }
 
     async fn respond(
@@ -510,6 +517,18 @@ impl Server {
         store
     }
 }
+
+/// The container is being killed: no more responses.
+#[derive(Debug)]
+struct Killed;
+
+impl std::fmt::Display for Killed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("container killed")
+    }
+}
+
+impl std::error::Error for Killed {}
 
 fn error_response(status: hyper::StatusCode) -> hyper::Response<HyperOutgoingBody> {
     let text = match status {
