@@ -44,11 +44,6 @@ RESTART=1
 LABEL=0
 RUNC_CHECK=1
 
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
-    exit 2
-}
-
 while [ "$#" -gt 0 ]; do
     case $1 in
         --host-root) HOST_ROOT=${2:?}; shift ;;

@@ -18,6 +18,12 @@ CONTAINERD_CONFIG=${CONTAINERD_CONFIG:-/etc/containerd/config.toml}
 HANDLER=${HANDLER:-wasmtime}
 SA_DIR=${SA_DIR:-/var/run/secrets/kubernetes.io/serviceaccount}
 
+# Prints the header comment of the script that was run (its usage) and exits 2.
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[${#BASH_SOURCE[@]}-1]}" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 2
+}
+
 log() { printf 'wasmtime-node-installer: %s\n' "$*"; }
 warn() { printf 'wasmtime-node-installer: warning: %s\n' "$*" >&2; }
 die() {

@@ -28,11 +28,6 @@ RESTART=1
 LABEL=0
 KEEP_BINARY=0
 
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
-    exit 2
-}
-
 while [ "$#" -gt 0 ]; do
     case $1 in
         --host-root) HOST_ROOT=${2:?}; shift ;;
