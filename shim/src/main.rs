@@ -1,32 +1,30 @@
 //! `containerd-shim-wasmtime-v1`: a containerd shim (runtime `io.containerd.wasmtime.v1`)
 //! that runs WASI modules and components inside Wasmtime.
+//!
+//! Layers, each using only the ones below it:
+//! - `protocol`: the shim protocol and the task API (containerd's side);
+//! - `container`: container lifecycle — Wasm guests, and Linux containers via runc;
+//! - `wasm`: Wasmtime — engine, compile cache, linking, WASI capabilities, wasi:http;
+//! - `host`: the node — bundle and entrypoint, containerd's content store,
+//!   cgroups, network namespaces, stdio.
 
-mod bundle;
-mod cache;
-mod cgroups;
 mod container;
-mod engine;
 mod error;
-mod http;
-mod instance;
-mod linux;
-mod netns;
-mod service;
-mod stdio;
-mod task;
-mod trim;
-mod wasi;
+mod host;
+mod protocol;
+mod wasm;
+
+use protocol::service;
 
 /// The runtime name containerd resolves to this binary.
 pub const RUNTIME_ID: &str = "io.containerd.wasmtime.v1";
-
 fn main() {
     let arg = std::env::args().nth(1);
     if matches!(arg.as_deref(), Some("--version" | "-version" | "-v")) {
         println!("containerd-shim-wasmtime-v1");
         println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
         println!("  Runtime:  {RUNTIME_ID}");
-        println!("  Wasmtime: {}", engine::WASMTIME_VERSION);
+        println!("  Wasmtime: {}", wasm::engine::WASMTIME_VERSION);
         return;
     }
     // The shim's own RPCs are light; guests run on threads of their own, so

@@ -11,7 +11,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
 /// Outbound wasi:http: plain HTTP over hyper from the container's network
 /// namespace (this runtime's threads are in it). HTTPS would need a TLS stack
 /// and a trust store in the shim; it is refused instead.
-pub(super) struct Outbound;
+pub(in crate::wasm) struct Outbound;
 
 type SendFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<(hyper::Response<WasiBody>, IoFuture)>> + Send>;
 type IoFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>;

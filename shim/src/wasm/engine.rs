@@ -15,23 +15,20 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, Module, OptLevel};
 
-use crate::bundle::Artifact;
-use crate::cache::{CompileCache, Outcome};
+use super::cache::{CompileCache, Outcome};
+use super::wt;
+use crate::host::entrypoint::Kind;
 
 pub const WASMTIME_VERSION: &str = "48.0.8";
-
-/// Wasmtime has an error type of its own; the shim speaks anyhow.
-pub fn wt<T>(r: wasmtime::Result<T>) -> Result<T> {
-    r.map_err(anyhow::Error::from)
-}
 
 /// Compiled code, ready to be linked and instantiated.
 #[derive(Clone)]
 pub enum Compiled {
     Module(Module),
-    Component(Component),
-    /// A component that exports `wasi:http/incoming-handler` (and not
-    /// `wasi:cli/run`), compiled for the pooled engine.
+    /// A component run through `wasi:cli/run`.
+    Command(Component),
+    /// A component served through `wasi:http/incoming-handler`, compiled
+    /// for the pooled engine.
     Proxy(Component),
 }
 
@@ -91,7 +88,7 @@ impl WasmEngine {
             return Ok(flavor.clone());
         }
         let mut config = base_config();
-        config.allocation_strategy(crate::http::pooling_config());
+        config.allocation_strategy(super::pool::pooling_config());
         let flavor = Arc::new(Flavor::new(&config, "pooling").context("set up the pooled engine for wasi:http")?);
         log::info!("created the pooled engine for wasi:http components");
         *slot = Some(flavor.clone());
@@ -106,19 +103,11 @@ impl WasmEngine {
         }
     }
 
-    /// Native code for `bytes` (a module, component or text), compiled at
-    /// most once per content and engine configuration. Blocking.
-    pub fn load(&self, bytes: &[u8], artifact: Artifact) -> Result<Compiled> {
-        let binary;
-        let (bytes, artifact) = match artifact {
-            Artifact::Text => {
-                binary = wat::parse_bytes(bytes).context("parse WebAssembly text")?.into_owned();
-                let kind = Artifact::detect(&binary).context("WebAssembly text produced no module")?;
-                (binary.as_slice(), kind)
-            }
-            other => (bytes, other),
-        };
-        let proxy = artifact == Artifact::Component && crate::http::is_proxy(bytes);
+    /// Native code for `bytes` (a binary module or component, classified by
+    /// `host::entrypoint`), compiled at most once per content and engine
+    /// configuration. Blocking.
+    pub fn load(&self, bytes: &[u8], kind: Kind) -> Result<Compiled> {
+        let proxy = kind == Kind::Proxy;
         let pooled;
         let flavor = if proxy {
             pooled = self.pooled()?;
@@ -133,8 +122,8 @@ impl WasmEngine {
             return Ok(hit.clone());
         }
         let started = Instant::now();
-        let (compiled, outcome) = match artifact {
-            Artifact::Module => self.cache.get_or_compile(
+        let (compiled, outcome) = match kind {
+            Kind::Module => self.cache.get_or_compile(
                 &key,
                 || wt(engine.precompile_module(bytes)).context("compile module"),
                 // SAFETY: the file was written by `precompile_module` of an
@@ -142,16 +131,16 @@ impl WasmEngine {
                 // verified by the cache just before this call.
                 |_, file| wt(unsafe { Module::deserialize_open_file(engine, file) }).map(Compiled::Module),
             )?,
-            Artifact::Component => self.cache.get_or_compile(
+            Kind::Command | Kind::Proxy => self.cache.get_or_compile(
                 &key,
                 || wt(engine.precompile_component(bytes)).context("compile component"),
                 // SAFETY: as above.
                 |path, _| {
                     let component = wt(unsafe { Component::deserialize_file(engine, path) })?;
-                    Ok(if proxy { Compiled::Proxy(component) } else { Compiled::Component(component) })
+                    Ok(if proxy { Compiled::Proxy(component) } else { Compiled::Command(component) })
                 },
             )?,
-            Artifact::Native | Artifact::Text => anyhow::bail!("not a WebAssembly module or component"),
+            Kind::Native => anyhow::bail!("not a WebAssembly module or component"),
         };
         match outcome {
             Outcome::Compiled => log::info!(
@@ -172,21 +161,12 @@ impl WasmEngine {
     }
 }
 
-/// The shim's own state directory, beside containerd's runtime state: a
-/// bundle is `<state>/io.containerd.runtime.v2.task/<ns>/<id>`.
-pub fn state_dir_for(bundle: &std::path::Path) -> PathBuf {
-    match bundle.ancestors().nth(3) {
-        Some(state) if state != std::path::Path::new("/") && !state.as_os_str().is_empty() => state.join(crate::RUNTIME_ID),
-        _ => PathBuf::from("/run/containerd").join(crate::RUNTIME_ID),
-    }
-}
-
 /// Where compiled code lives: `$CONTAINERD_SHIM_WASMTIME_CACHE_DIR`, or the
 /// shim's state directory.
 pub fn cache_dir_for(bundle: &std::path::Path) -> PathBuf {
     match std::env::var_os("CONTAINERD_SHIM_WASMTIME_CACHE_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => state_dir_for(bundle).join("compile-cache"),
+        None => crate::host::bundle::state_dir_for(bundle).join("compile-cache"),
     }
 }
 
@@ -199,18 +179,22 @@ mod tests {
         (memory (export "memory") 1)
         (func (export "_start") (call $exit (i32.const 7))))"#;
 
+    fn exit7() -> Vec<u8> {
+        wat::parse_str(EXIT7).unwrap()
+    }
+
     #[test]
     fn compiles_once_across_engines() {
         let dir = tempfile::tempdir().unwrap();
         let a = WasmEngine::new(dir.path().to_path_buf()).unwrap();
-        assert!(matches!(a.load(EXIT7.as_bytes(), Artifact::Text).unwrap(), Compiled::Module(_)));
+        assert!(matches!(a.load(&exit7(), Kind::Module).unwrap(), Compiled::Module(_)));
         let entries = || std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm")).count();
         assert_eq!(entries(), 1);
         // A second engine (another shim process) reuses the entry.
         let b = WasmEngine::new(dir.path().to_path_buf()).unwrap();
         let cwasm = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "cwasm")).unwrap();
         let before = std::fs::metadata(&cwasm).unwrap().modified().unwrap();
-        b.load(EXIT7.as_bytes(), Artifact::Text).unwrap();
+        b.load(&exit7(), Kind::Module).unwrap();
         assert_eq!(std::fs::metadata(&cwasm).unwrap().modified().unwrap(), before);
         assert_eq!(entries(), 1);
     }
@@ -219,7 +203,7 @@ mod tests {
     fn garbage_cache_entry_is_not_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let a = WasmEngine::new(dir.path().to_path_buf()).unwrap();
-        a.load(EXIT7.as_bytes(), Artifact::Text).unwrap();
+        a.load(&exit7(), Kind::Module).unwrap();
         // Code in use is mapped from the entry; it must outlive any change to the file.
         drop(a);
         let cwasm = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "cwasm")).unwrap();
@@ -227,14 +211,14 @@ mod tests {
         std::fs::write(&cwasm, b"\x7fELF garbage").unwrap();
         std::fs::write(cwasm.with_extension("sha256"), hex::encode(Sha256::digest(b"\x7fELF garbage"))).unwrap();
         let b = WasmEngine::new(dir.path().to_path_buf()).unwrap();
-        assert!(matches!(b.load(EXIT7.as_bytes(), Artifact::Text).unwrap(), Compiled::Module(_)));
+        assert!(matches!(b.load(&exit7(), Kind::Module).unwrap(), Compiled::Module(_)));
     }
 
     #[test]
     fn invalid_wasm_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let e = WasmEngine::new(dir.path().to_path_buf()).unwrap();
-        let Err(err) = e.load(b"\0asm\x01\0\0\0\xff\xff\xff", Artifact::Module) else { panic!("garbage compiled") };
+        let Err(err) = e.load(b"\0asm\x01\0\0\0\xff\xff\xff", Kind::Module) else { panic!("garbage compiled") };
         assert!(format!("{err:#}").contains("compile module"), "{err:#}");
     }
 

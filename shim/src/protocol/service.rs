@@ -13,10 +13,11 @@ use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Error, Flags, StartOpts};
 
-use crate::engine::{cache_dir_for, WasmEngine};
-use crate::instance::Linkers;
-use crate::linux::Runc;
-use crate::task::TaskService;
+use super::task::TaskService;
+use crate::container::linux::Runc;
+use crate::host::content::ImageContent;
+use crate::wasm::engine::{cache_dir_for, WasmEngine};
+use crate::wasm::linker::Linkers;
 
 /// containerd's annotation naming a CRI container's pod sandbox.
 const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
@@ -24,6 +25,8 @@ const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 pub struct Service {
     exit: Arc<ExitSignal>,
     namespace: String,
+    /// containerd's API socket, for image content (OCI Wasm artifacts).
+    address: String,
     bundle: PathBuf,
 }
 
@@ -37,7 +40,7 @@ impl Shim for Service {
         } else {
             PathBuf::from(&args.bundle)
         };
-        Service { exit: Arc::default(), namespace: args.namespace.clone(), bundle }
+        Service { exit: Arc::default(), namespace: args.namespace.clone(), address: args.address.clone(), bundle }
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
@@ -46,7 +49,7 @@ impl Shim for Service {
 
     async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
         // The daemon is gone (crashed or killed): release what it held.
-        if let Err(e) = crate::bundle::unmount_rootfs(&self.bundle) {
+        if let Err(e) = crate::host::bundle::unmount_rootfs(&self.bundle) {
             log::warn!("delete: {e:#}");
         }
         let _ = std::fs::remove_dir_all(self.bundle.join("wasm-scratch"));
@@ -76,7 +79,10 @@ impl Shim for Service {
             }
         };
         match engine {
-            Ok((linkers, engine)) => TaskService::new(engine, linkers, runc, publisher, self.namespace.clone(), self.exit.clone()),
+            Ok((linkers, engine)) => {
+                let content = ImageContent::new(&self.address, &self.namespace);
+                TaskService::new(engine, linkers, runc, content, publisher, self.namespace.clone(), self.exit.clone())
+            }
             Err(e) => {
                 // Without an engine there is nothing this shim can serve.
                 log::error!("cannot set up wasmtime: {e:#}");
@@ -130,7 +136,7 @@ pub async fn start_action(flags: Flags) -> Result<(), Error> {
 
 /// Containers of one pod share a shim: group by the pod's sandbox id.
 fn grouping_of(bundle: &Path) -> Option<String> {
-    let spec = crate::bundle::read_spec(bundle).ok()?;
+    let spec = crate::host::bundle::read_spec(bundle).ok()?;
     spec.annotations().as_ref()?.get(SANDBOX_ID_ANNOTATION).cloned()
 }
 

@@ -9,7 +9,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::error::{Result, ShimError};
-use crate::netns::Network;
+use crate::host::netns::Network;
 
 /// Kernel filesystems an OCI spec lists as mounts; a guest never gets them.
 const HOST_KERNEL_FS: &[&str] = &["proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs"];
@@ -37,15 +37,7 @@ impl Capabilities {
     pub fn from_spec(spec: &Spec, rootfs: &Path, scratch: &Path) -> Result<Self> {
         let process = spec.process().as_ref().ok_or_else(|| ShimError::invalid("OCI spec has no process"))?;
         let args = process.args().clone().unwrap_or_default();
-        let env = process
-            .env()
-            .iter()
-            .flatten()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (kv.clone(), String::new()),
-            })
-            .collect();
+        let env = crate::host::bundle::env_pairs(spec);
         let root_ro = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
         let mut preopens = vec![Preopen { host: rootfs.to_path_buf(), guest: "/".into(), read_only: root_ro }];
         for (i, m) in spec.mounts().iter().flatten().enumerate() {
@@ -87,7 +79,7 @@ impl Capabilities {
         let mut b = self.builder_without_preopens();
         for p in &self.preopens {
             let perms = if p.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
-            crate::engine::wt(b.preopened_dir(&p.host, &p.guest, perms).map(|_| ()))
+            super::wt(b.preopened_dir(&p.host, &p.guest, perms).map(|_| ()))
                 .with_context(|| format!("grant {} at {}", p.host.display(), p.guest))?;
         }
         Ok(b)

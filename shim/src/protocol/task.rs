@@ -11,85 +11,31 @@ use async_trait::async_trait;
 use containerd_shim::api::{self, Status as ApiStatus};
 use containerd_shim::asynchronous::io::Stdio;
 use containerd_shim::asynchronous::ExitSignal;
-use containerd_shim::event::Event;
 use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::shim_async::Task;
 use containerd_shim::protos::topics;
 use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::{Context, TtrpcContext, TtrpcResult};
+use containerd_shim::{TtrpcContext, TtrpcResult};
 
 use containerd_shim::asynchronous::io::IoTasks;
 use containerd_shim::protos::types::task::ProcessInfo;
 
-use crate::bundle::{Artifact, Bundle};
-use crate::cgroups::process_metrics;
+use super::events::Events;
+use crate::container::instance::{self, Launch};
+use crate::container::linux::{self, LinuxContainer, Runc};
+use crate::container::wasm::WasmContainer;
 use crate::container::{self, Container, Exit, Status};
-use crate::engine::WasmEngine;
 use crate::error::{Result, ShimError};
-use crate::instance::{self, Launch, Linkers};
-use crate::linux::{self, LinuxContainer, Runc};
+use crate::host::bundle::Bundle;
+use crate::host::cgroups::process_metrics;
+use crate::host::content::ImageContent;
+use crate::host::entrypoint::{Entrypoint, Kind};
+use crate::wasm::engine::WasmEngine;
+use crate::wasm::linker::Linkers;
 
-/// A container of either kind, as the task API sees it.
-enum Entry {
-    Wasm(Container),
-    Linux(LinuxContainer),
-}
-
-impl Entry {
-    fn status(&self) -> Status {
-        match self {
-            Entry::Wasm(c) => c.status,
-            Entry::Linux(c) => c.status,
-        }
-    }
-    fn exit(&self) -> Option<Exit> {
-        match self {
-            Entry::Wasm(c) => c.exit,
-            Entry::Linux(c) => c.exit,
-        }
-    }
-    fn exited(&self) -> &tokio::sync::watch::Sender<Option<Exit>> {
-        match self {
-            Entry::Wasm(c) => &c.exited,
-            Entry::Linux(c) => &c.exited,
-        }
-    }
-    fn io(&self) -> &IoTasks {
-        match self {
-            Entry::Wasm(c) => &c.io,
-            Entry::Linux(c) => &c.io,
-        }
-    }
-    fn stdio(&self) -> &Stdio {
-        match self {
-            Entry::Wasm(c) => &c.stdio,
-            Entry::Linux(c) => &c.stdio,
-        }
-    }
-    fn bundle(&self) -> &crate::bundle::Bundle {
-        match self {
-            Entry::Wasm(c) => &c.bundle,
-            Entry::Linux(c) => &c.bundle,
-        }
-    }
-    /// A Wasm container runs in the shim; a Linux one is its own process.
-    fn pid(&self) -> u32 {
-        match self {
-            Entry::Wasm(_) => std::process::id(),
-            Entry::Linux(c) => c.pid,
-        }
-    }
-    fn set_exited(&mut self, code: u32) -> Exit {
-        match self {
-            Entry::Wasm(c) => c.set_exited(code),
-            Entry::Linux(c) => c.set_exited(code),
-        }
-    }
-}
-
-type Containers = Arc<Mutex<HashMap<String, Entry>>>;
+type Containers = Arc<Mutex<HashMap<String, Container>>>;
 
 #[derive(Clone)]
 pub struct TaskService {
@@ -97,6 +43,7 @@ pub struct TaskService {
     engine: Arc<WasmEngine>,
     linkers: Arc<Linkers>,
     runc: Option<Runc>,
+    content: ImageContent,
     events: Events,
     exit: Arc<ExitSignal>,
     /// Signalled by every RPC; the shim trims itself once they stop.
@@ -108,28 +55,30 @@ impl TaskService {
         engine: Arc<WasmEngine>,
         linkers: Linkers,
         runc: Option<Runc>,
+        content: ImageContent,
         publisher: RemotePublisher,
         namespace: String,
         exit: Arc<ExitSignal>,
     ) -> Self {
         let activity = Arc::new(tokio::sync::Notify::new());
-        tokio::spawn(crate::trim::trim_when_idle(activity.clone()));
+        tokio::spawn(crate::host::trim::trim_when_idle(activity.clone()));
         Self {
             containers: Containers::default(),
             engine,
             linkers: Arc::new(linkers),
             runc,
-            events: Events { publisher: Arc::new(publisher), namespace },
+            content,
+            events: Events::new(publisher, namespace),
             exit,
             activity,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Container>> {
         self.containers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Entry) -> Result<T>) -> Result<T> {
+    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
         let mut map = self.lock();
         let c = map.get_mut(id).ok_or_else(|| ShimError::NotFound(format!("container {id} not found")))?;
         f(c)
@@ -145,26 +94,26 @@ impl TaskService {
         }
         let stdio = Stdio::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
         let (path, mounts) = (PathBuf::from(&req.bundle), req.rootfs.clone());
-        let (bundle, entry) = blocking(move || {
+        let (bundle, found) = blocking(move || {
             let bundle = Bundle::open(&path, &mounts)?;
-            match bundle.entrypoint() {
-                Ok(entry) => Ok((bundle, entry)),
-                Err(e) => {
-                    release(&bundle);
-                    Err(e)
-                }
-            }
+            let found = bundle.entrypoint();
+            Ok((bundle, found))
         })
         .await
         .inspect_err(|e| log::error!("create {}: {e}", req.id))?;
-        let created = match entry.artifact {
-            Some(Artifact::Native) => match self.runc() {
-                Ok(runc) => LinuxContainer::create(&req.id, bundle, stdio, runc).await.map(Entry::Linux),
+        let found = match found {
+            Err(ShimError::NotFound(missing)) => self.artifact_entrypoint(&req.id, &bundle, missing).await,
+            other => other,
+        };
+        let created = match found {
+            Err(e) => Err((e, bundle)),
+            Ok(entry) if entry.kind == Kind::Native => match self.runc() {
+                Ok(runc) => LinuxContainer::create(&req.id, bundle, stdio, runc).await.map(Container::Linux),
                 Err(e) => Err((e, bundle)),
             },
-            _ => {
+            Ok(entry) => {
                 let (engine, linkers, id) = (self.engine.clone(), self.linkers.clone(), req.id.clone());
-                blocking(move || Ok(Container::create(&id, bundle, &entry, stdio, &engine, &linkers).map(Entry::Wasm))).await?
+                blocking(move || Ok(WasmContainer::create(&id, bundle, &entry, stdio, &engine, &linkers).map(Container::Wasm))).await?
             }
         };
         let entry = match created {
@@ -180,7 +129,7 @@ impl TaskService {
             }
         };
         let pid = entry.pid();
-        if let Entry::Linux(c) = &entry {
+        if let Container::Linux(c) = &entry {
             tokio::spawn(self.clone().reap_linux(req.id.clone(), c.pid));
         }
         self.lock().insert(req.id.clone(), entry);
@@ -196,6 +145,21 @@ impl TaskService {
         Ok(api::CreateTaskResponse { pid, ..Default::default() })
     }
 
+    /// An entrypoint the rootfs lacks may be the layer of an OCI Wasm
+    /// artifact (whose rootfs is empty): ask containerd for the image.
+    async fn artifact_entrypoint(&self, id: &str, bundle: &Bundle, missing: String) -> Result<Entrypoint> {
+        let arg0 = bundle.spec.process().as_ref().and_then(|p| p.args().as_ref()).and_then(|a| a.first()).cloned().unwrap_or_default();
+        let layer = match self.content.wasm_layer(id, &arg0).await {
+            Ok(Some(layer)) => layer,
+            Ok(None) => return Err(ShimError::invalid(missing)),
+            Err(e) => return Err(ShimError::invalid(format!("{missing}; nor could the image be read as a Wasm artifact: {e:#}"))),
+        };
+        log::info!("container {id}: entrypoint is layer {} of Wasm artifact {}", layer.digest, layer.image);
+        let name = layer.title.clone().unwrap_or_else(|| layer.image.clone());
+        let env = bundle.env();
+        blocking(move || Entrypoint::classify(&name, layer.bytes, &env)).await
+    }
+
     async fn start(&self, req: api::StartRequest) -> Result<api::StartResponse> {
         no_exec(&req.exec_id)?;
         enum Plan {
@@ -207,9 +171,9 @@ impl TaskService {
                 return Err(ShimError::FailedPrecondition(format!("container {} is {:?}, not created", req.id, entry.status())));
             }
             match entry {
-                Entry::Wasm(c) => {
+                Container::Wasm(c) => {
                     let (prepared, caps) = c.plan.take().ok_or_else(|| ShimError::FailedPrecondition(format!("container {} has nothing to start", c.id)))?;
-                    let stdio = crate::stdio::connect(&c.io, &c.stdio)?;
+                    let stdio = crate::host::stdio::connect(&c.io, &c.stdio)?;
                     c.status = Status::Running;
                     Ok(Plan::Wasm(Launch {
                         id: c.id.clone(),
@@ -222,7 +186,7 @@ impl TaskService {
                         memory_in_use: c.memory_in_use.clone(),
                     }))
                 }
-                Entry::Linux(c) => Ok(Plan::Linux(c.pid)),
+                Container::Linux(c) => Ok(Plan::Linux(c.pid)),
             }
         })?;
         let pid = match plan {
@@ -245,7 +209,7 @@ impl TaskService {
             Plan::Linux(pid) => {
                 linux::start(self.runc()?, &req.id).await?;
                 self.with(&req.id, |c| {
-                    if let Entry::Linux(c) = c {
+                    if let Container::Linux(c) = c {
                         if c.status == Status::Created {
                             c.status = Status::Running;
                         }
@@ -308,8 +272,8 @@ impl TaskService {
                 return Err(ShimError::NotFound(format!("container {}: process already finished", req.id)));
             }
             Ok(match entry {
-                Entry::Linux(_) => Action::Runc,
-                Entry::Wasm(c) => match container::terminating(req.signal) {
+                Container::Linux(_) => Action::Runc,
+                Container::Wasm(c) => match container::terminating(req.signal) {
                     None => Action::Ignore,
                     Some(code) if c.status == Status::Running => {
                         c.interrupt.raise(code as i32);
@@ -342,7 +306,7 @@ impl TaskService {
             }
             map.remove(&req.id).ok_or_else(|| ShimError::NotFound(req.id.clone()))?
         };
-        if let Entry::Linux(_) = &entry {
+        if let Container::Linux(_) = &entry {
             if let Err(e) = linux::delete(self.runc()?, &req.id).await {
                 log::warn!("delete {}: {e}", req.id);
             }
@@ -352,12 +316,12 @@ impl TaskService {
         let pid = entry.pid();
         let released = blocking(move || {
             match &entry {
-                Entry::Wasm(c) => {
+                Container::Wasm(c) => {
                     if let Err(e) = c.release() {
                         log::warn!("delete {}: {e:#}", c.id);
                     }
                 }
-                Entry::Linux(c) => release(&c.bundle),
+                Container::Linux(c) => release(&c.bundle),
             }
             Ok(())
         })
@@ -416,7 +380,7 @@ impl TaskService {
     }
 
     async fn pids(&self, req: &api::PidsRequest) -> Result<api::PidsResponse> {
-        let (pid, linux) = self.with(&req.id, |c| Ok((c.pid(), matches!(c, Entry::Linux(_)))))?;
+        let (pid, linux) = self.with(&req.id, |c| Ok((c.pid(), matches!(c, Container::Linux(_)))))?;
         let pids = if linux { linux::pids(self.runc()?, &req.id).await? } else { vec![pid] };
         let processes = pids.into_iter().map(|pid| ProcessInfo { pid, ..Default::default() }).collect();
         Ok(api::PidsResponse { processes, ..Default::default() })
@@ -424,7 +388,7 @@ impl TaskService {
 
     fn stats(&self, req: &api::StatsRequest) -> Result<api::StatsResponse> {
         let metrics = self.with(&req.id, |c| match c {
-            Entry::Wasm(c) => {
+            Container::Wasm(c) => {
                 let mut metrics = match &c.cgroup {
                     Some(cg) => cg.metrics()?,
                     None => process_metrics(std::process::id())?,
@@ -436,7 +400,7 @@ impl TaskService {
                 usage.usage = usage.usage.max(linear);
                 Ok(metrics)
             }
-            Entry::Linux(c) => Ok(process_metrics(c.pid)?),
+            Container::Linux(c) => Ok(process_metrics(c.pid)?),
         })?;
         let any = containerd_shim::util::convert_to_any(Box::new(metrics)).map_err(|e| anyhow::anyhow!("encode metrics: {e}"))?;
         Ok(api::StatsResponse { stats: MessageField::some(any), ..Default::default() })
@@ -453,7 +417,7 @@ impl TaskService {
     /// Pause, Resume and Update are runc's for Linux containers; Wasm
     /// containers do not support them (see the README).
     fn linux_only(&self, id: &str, op: &'static str) -> Result<()> {
-        match self.with(id, |c| Ok(matches!(c, Entry::Linux(_))))? {
+        match self.with(id, |c| Ok(matches!(c, Container::Linux(_))))? {
             true => Ok(()),
             false => Err(ShimError::Unimplemented(op)),
         }
@@ -482,21 +446,6 @@ fn no_exec(exec_id: &str) -> Result<()> {
 fn timestamp(t: SystemTime) -> Timestamp {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32, ..Default::default() }
-}
-
-/// Publishes task events to containerd; failures are logged, never fatal.
-#[derive(Clone)]
-struct Events {
-    publisher: Arc<RemotePublisher>,
-    namespace: String,
-}
-
-impl Events {
-    async fn publish<E: Event>(&self, topic: &str, event: E) {
-        if let Err(e) = self.publisher.publish(Context::default(), topic, &self.namespace, Box::new(event)).await {
-            log::warn!("publish {topic}: {e}");
-        }
-    }
 }
 
 #[async_trait]

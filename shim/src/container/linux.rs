@@ -16,8 +16,8 @@ use runc::options::{CreateOpts, DeleteOpts, GlobalOpts, KillOpts};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use crate::bundle::Bundle;
-use crate::container::{Exit, Status};
+use crate::host::bundle::Bundle;
+use super::{Exit, Status};
 use crate::error::{Result, ShimError};
 
 /// The runc binary, with its state under a root of the shim's choosing.
@@ -43,7 +43,7 @@ impl Runc {
     /// runc's state root for containers of `namespace`, beside containerd's
     /// state (derived from a bundle path like the compile cache).
     pub fn root_for(bundle: &Path, namespace: &str) -> PathBuf {
-        crate::engine::state_dir_for(bundle).join("runc").join(namespace)
+        crate::host::bundle::state_dir_for(bundle).join("runc").join(namespace)
     }
 }
 
@@ -113,7 +113,7 @@ impl LinuxContainer {
             }
             for (reader, target) in [(pipes.stdout(), &stdio.stdout), (pipes.stderr(), &stdio.stderr)] {
                 if let Some(reader) = reader {
-                    crate::stdio::forward(&io, reader, target).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    crate::host::stdio::forward(&io, reader, target).map_err(|e| anyhow::anyhow!("{e}"))?;
                 }
             }
             Ok(())

@@ -21,7 +21,7 @@ const OUTPUT_CHUNK: usize = 64 * 1024;
 impl Output {
     /// Starts the copying task; the receiver yields once everything written
     /// has been copied and every writer is gone.
-    pub(super) fn forward(pipe: Option<crate::stdio::GuestOutput>) -> (Option<Self>, oneshot::Receiver<()>) {
+    pub(super) fn forward(pipe: Option<crate::host::stdio::GuestOutput>) -> (Option<Self>, oneshot::Receiver<()>) {
         let (done_tx, done_rx) = oneshot::channel();
         let Some(mut pipe) = pipe else {
             let _ = done_tx.send(());

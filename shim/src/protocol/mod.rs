@@ -1,0 +1,6 @@
+//! The shim protocol (`start`, `delete`, the daemon) and the task API that
+//! containerd calls: thin methods that delegate to the container layer.
+
+mod events;
+pub mod service;
+mod task;
