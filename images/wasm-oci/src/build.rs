@@ -5,8 +5,40 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::artifact::{artifact_image, legacy_image, LegacySpec};
 use crate::image::{check_module, Image, ImageName, ImageSpec, Platform, OS};
 use crate::layer::{LayerTree, EXEC_MODE};
+
+/// What `build` writes (`--format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// An OCI image whose single tar layer holds the module (and `--add` files).
+    #[default]
+    Image,
+    /// A Wasm OCI artifact (CNCF TAG Runtime layout, as `wkg oci push` writes).
+    Artifact,
+    /// runwasi's older layout: OCI image config, raw Wasm layer.
+    ArtifactLegacy,
+}
+
+impl Format {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "image" => Some(Self::Image),
+            "artifact" => Some(Self::Artifact),
+            "artifact-legacy" => Some(Self::ArtifactLegacy),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::Artifact => "artifact",
+            Self::ArtifactLegacy => "artifact-legacy",
+        }
+    }
+}
 
 /// Validated options of `wasm-oci build`.
 #[derive(Debug, Clone)]
@@ -17,8 +49,11 @@ pub struct BuildOptions {
     /// Normalized path of the module inside the image; `None` means the
     /// module's own file name.
     pub file_name: Option<String>,
-    /// `wasi/wasm` unless told otherwise (test images for runc are `linux/amd64`).
-    pub platform: Platform,
+    pub format: Format,
+    /// `None`: the format's default — `wasi/wasm` for images, `wasip1/wasm`
+    /// or `wasip2/wasm` (by module kind) for artifacts. Test images for runc
+    /// are `linux/amd64`.
+    pub platform: Option<Platform>,
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub adds: Vec<AddSpec>,
@@ -33,8 +68,30 @@ pub struct AddSpec {
 
 /// Builds the image described by `opts` in memory (nothing is written).
 pub fn build_image(opts: &BuildOptions) -> Result<Image> {
-    let module = read_module(&opts.module, &opts.platform)?;
     let file_name = module_file_name(opts)?;
+    let read = || {
+        fs::read(&opts.module)
+            .with_context(|| format!("cannot read module {}", opts.module.display()))
+    };
+    let module_context = || format!("module {}", opts.module.display());
+    match opts.format {
+        Format::Image => {}
+        Format::Artifact => {
+            return artifact_image(&opts.name, &file_name, read()?).with_context(module_context)
+        }
+        Format::ArtifactLegacy => {
+            let spec = LegacySpec {
+                name: opts.name.clone(),
+                title: file_name,
+                platform: opts.platform.clone(),
+                args: opts.args.clone(),
+                env: opts.env.clone(),
+            };
+            return legacy_image(&spec, read()?).with_context(module_context);
+        }
+    }
+    let platform = opts.platform.clone().unwrap_or_else(Platform::wasi);
+    let module = read_module(&opts.module, &platform)?;
     let mut tree = LayerTree::new();
     tree.add_file(&file_name, EXEC_MODE, module)?;
     for add in &opts.adds {
@@ -44,7 +101,7 @@ pub fn build_image(opts: &BuildOptions) -> Result<Image> {
     let spec = ImageSpec {
         name: opts.name.clone(),
         entrypoint: format!("/{file_name}"),
-        platform: opts.platform.clone(),
+        platform,
         args: opts.args.clone(),
         env: opts.env.clone(),
     };
@@ -116,7 +173,8 @@ mod tests {
             name: ImageName::parse("localhost/hello:latest").unwrap(),
             output: tmp.path().join("out.tar"),
             file_name: None,
-            platform: Platform::wasi(),
+            format: Format::Image,
+            platform: None,
             args: vec!["--port".into(), "8080".into()],
             env: vec!["RUST_LOG=info".into()],
             adds: vec![AddSpec {
@@ -299,5 +357,64 @@ mod tests {
         let image = build_image(&opts).unwrap();
         let config: serde_json::Value = serde_json::from_slice(&image.config.bytes).unwrap();
         assert_eq!(config["config"]["Entrypoint"][0], "/hello.wat");
+    }
+
+    #[test]
+    fn artifact_formats_build_and_inspect() {
+        let tmp = TempDir::new("artifact");
+        let base = BuildOptions {
+            adds: vec![],
+            args: vec![],
+            env: vec![],
+            ..options(&tmp)
+        };
+        for (format, config_type, layer_type) in [
+            (
+                Format::Artifact,
+                "application/vnd.wasm.config.v0+json",
+                "application/wasm",
+            ),
+            (
+                Format::ArtifactLegacy,
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+            ),
+        ] {
+            let opts = BuildOptions {
+                format,
+                ..base.clone()
+            };
+            let image = build_to_file(&opts).unwrap();
+            let tar = fs::read(&opts.output).unwrap();
+            let report = inspect(&tar).unwrap();
+            let m = &report["manifests"][0];
+            assert_eq!(
+                m["manifest"]["config"]["mediaType"], config_type,
+                "{format:?}"
+            );
+            assert_eq!(m["layers"][0]["mediaType"], layer_type, "{format:?}");
+            assert_eq!(m["layers"][0]["wasm"], "module", "{format:?}");
+            assert_eq!(m["descriptor"]["platform"]["os"], "wasip1", "{format:?}");
+            assert_eq!(
+                image.layer.bytes, MODULE,
+                "{format:?}: the layer is the raw module"
+            );
+            // Reproducible: a second build writes the same bytes.
+            build_to_file(&opts).unwrap();
+            assert_eq!(fs::read(&opts.output).unwrap(), tar, "{format:?}");
+        }
+
+        // WebAssembly text is no binary to put in a raw layer.
+        tmp.write("hello.wat", b"(module)");
+        let wat = BuildOptions {
+            module: tmp.path().join("hello.wat"),
+            format: Format::Artifact,
+            ..base
+        };
+        let err = format!("{:#}", build_image(&wat).unwrap_err());
+        assert!(
+            err.contains("not a WebAssembly binary") && err.contains("hello.wat"),
+            "{err}"
+        );
     }
 }

@@ -3,17 +3,19 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::image::Platform;
-use crate::build::{AddSpec, BuildOptions};
-use crate::image::ImageName;
+use crate::build::{AddSpec, BuildOptions, Format};
+use crate::image::{ImageName, Platform};
 use crate::layer::normalize_image_path;
+use crate::push::PushOptions;
 
 pub const USAGE: &str = "\
-wasm-oci: write OCI image tars whose single layer holds a WebAssembly module
+wasm-oci: write reproducible OCI image-layout tars for WebAssembly modules and
+components (images, or Wasm OCI artifacts), inspect them, push them to a registry
 
 Usage:
   wasm-oci build --module <FILE> --name <REF> -o <OUT.tar> [options]
   wasm-oci inspect <IMAGE.tar>
+  wasm-oci push <IMAGE.tar> <REF> [--plain-http] [--username U --password P]
   wasm-oci help | --help | -h
 
 build options:
@@ -29,13 +31,33 @@ build options:
       --add <SRC:DEST>    copy host file or directory SRC (recursively) to DEST
                           in the image (repeatable); DEST '/' copies a
                           directory's contents to the root
+      --platform <OS/ARCH> platform of the image [default: wasi/wasm; for
+                          artifact-legacy wasip1/wasm or wasip2/wasm]
+      --format <FORMAT>   image (default): an OCI image whose tar layer holds
+                          the module; artifact: a Wasm OCI artifact (CNCF TAG
+                          Runtime layout, as 'wkg oci push' writes: config
+                          application/vnd.wasm.config.v0+json, the raw binary as
+                          layer application/wasm, os wasip1 for a core module,
+                          wasip2 for a component; no --add/--arg/--env/
+                          --platform); artifact-legacy: runwasi's older layout
+                          (OCI image config, raw binary as layer
+                          application/vnd.bytecodealliance.wasm.component.layer.v0+wasm;
+                          no --add). Artifact formats need a binary module.
 
-The image is wasi/wasm, reproducible (same inputs give the same bytes and
-digests) and named by the io.containerd.image.name annotation, so that:
+The output is reproducible (same inputs give the same bytes and digests) and
+named by the io.containerd.image.name annotation, so that:
   ctr images import --platform wasi/wasm OUT.tar
 
 inspect verifies every digest and size reachable from index.json and prints
 index, manifest, config and layer listing as JSON.
+
+push uploads the image (or index) that the layout tar's index.json names —
+blobs, then manifests as stored, so digests are kept — to REF, e.g.
+127.0.0.1:5000/test/hello:latest.
+  --plain-http            talk HTTP, not HTTPS, to the registry
+  --username, --password  basic auth [env: WASM_OCI_USERNAME, WASM_OCI_PASSWORD;
+                          default: anonymous]
+  --platform <OS/ARCH>    which manifest, when index.json lists several
 
 Exit status: 0 success, 1 runtime error, 2 usage error.
 ";
@@ -60,6 +82,7 @@ fn usage<T>(message: impl Into<String>) -> Result<T, UsageError> {
 pub enum Command {
     Build(BuildOptions),
     Inspect(PathBuf),
+    Push(PushOptions),
     Help,
 }
 
@@ -71,8 +94,9 @@ pub fn parse_args(args: Vec<String>) -> Result<Command, UsageError> {
         Some("help" | "--help" | "-h") => Ok(Command::Help),
         Some("build") => parse_build(args),
         Some("inspect") => parse_inspect(args),
+        Some("push") => crate::push::parse_args(args, |k| std::env::var(k).ok()),
         Some(other) => usage(format!(
-            "unknown command {other:?} (expected build or inspect)"
+            "unknown command {other:?} (expected build, inspect or push)"
         )),
     }
 }
@@ -100,6 +124,7 @@ const BUILD_OPTIONS: &[&str] = &[
     "--env",
     "--add",
     "--platform",
+    "--format",
 ];
 
 /// Raw option values as given, before validation.
@@ -110,6 +135,7 @@ struct RawBuild {
     output: Option<String>,
     file_name: Option<String>,
     platform: Option<String>,
+    format: Option<String>,
     args: Vec<String>,
     env: Vec<String>,
     adds: Vec<String>,
@@ -163,6 +189,7 @@ fn single_option<'a>(raw: &'a mut RawBuild, flag: &str) -> Option<&'a mut Option
         "-o" | "--output" => Some(&mut raw.output),
         "--file-name" => Some(&mut raw.file_name),
         "--platform" => Some(&mut raw.platform),
+        "--format" => Some(&mut raw.format),
         _ => None,
     }
 }
@@ -188,13 +215,37 @@ fn validate_build(raw: RawBuild) -> Result<BuildOptions, UsageError> {
     };
     let name = ImageName::parse(&name).or_else(|e| usage(format!("build: --name: {e}")))?;
     let file_name = raw.file_name.map(|f| validate_file_name(&f)).transpose()?;
-    let platform = match raw.platform.as_deref() {
-        None => Platform::wasi(),
-        Some(p) => match p.split_once('/') {
-            Some((os, arch)) if !os.is_empty() && !arch.is_empty() && !arch.contains('/') => Platform { os: os.into(), architecture: arch.into() },
-            _ => return usage(format!("build: --platform {p:?} is not OS/ARCH")),
-        },
+    let platform = raw
+        .platform
+        .as_deref()
+        .map(|p| parse_platform("build", p))
+        .transpose()?;
+    let format = match raw.format.as_deref() {
+        None => Format::Image,
+        Some(f) => Format::parse(f).ok_or_else(|| {
+            UsageError(format!(
+                "build: --format {f:?} is not image, artifact or artifact-legacy"
+            ))
+        })?,
     };
+    // An artifact's one layer is the raw binary and its config has no
+    // process settings: say so rather than drop options silently.
+    let unsupported: &[(&str, bool)] = match format {
+        Format::Image => &[],
+        Format::Artifact => &[
+            ("--add", !raw.adds.is_empty()),
+            ("--arg", !raw.args.is_empty()),
+            ("--env", !raw.env.is_empty()),
+            ("--platform", platform.is_some()),
+        ],
+        Format::ArtifactLegacy => &[("--add", !raw.adds.is_empty())],
+    };
+    if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
+        return usage(format!(
+            "build: {flag} cannot be used with --format {}",
+            format.name()
+        ));
+    }
     for env in &raw.env {
         validate_env(env)?;
     }
@@ -208,11 +259,24 @@ fn validate_build(raw: RawBuild) -> Result<BuildOptions, UsageError> {
         name,
         output: PathBuf::from(output),
         file_name,
+        format,
         platform,
         args: raw.args,
         env: raw.env,
         adds,
     })
+}
+
+pub(crate) fn parse_platform(command: &str, p: &str) -> Result<Platform, UsageError> {
+    match p.split_once('/') {
+        Some((os, arch)) if !os.is_empty() && !arch.is_empty() && !arch.contains('/') => {
+            Ok(Platform {
+                os: os.into(),
+                architecture: arch.into(),
+            })
+        }
+        _ => usage(format!("{command}: --platform {p:?} is not OS/ARCH")),
+    }
 }
 
 /// Validates `--file-name` and returns it normalized (no leading `/`).
@@ -346,5 +410,47 @@ mod tests {
         assert!(parse(&["frobnicate"]).is_err());
         assert!(parse(&["inspect"]).is_err());
         assert!(parse(&["inspect", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn parses_formats() {
+        let base = ["build", "-m", "a.wasm", "-n", "hello", "-o", "o.tar"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        let format = |extra: &[&str]| match with(extra) {
+            Ok(Command::Build(o)) => (o.format, o.platform),
+            other => panic!("{extra:?}: {other:?}"),
+        };
+        assert_eq!(format(&[]), (Format::Image, None));
+        assert_eq!(format(&["--format", "artifact"]).0, Format::Artifact);
+        let wasi = Some(Platform::wasi());
+        assert_eq!(
+            format(&[
+                "--format=artifact-legacy",
+                "--platform",
+                "wasi/wasm",
+                "--arg",
+                "x"
+            ]),
+            (Format::ArtifactLegacy, wasi)
+        );
+        let cases: &[(&[&str], &str)] = &[
+            (&["--format", "tarball"], "not image, artifact"),
+            (&["--format", "artifact", "--add", "s:/x"], "--add cannot"),
+            (&["--format", "artifact", "--arg", "x"], "--arg cannot"),
+            (&["--format", "artifact", "--env", "A=1"], "--env cannot"),
+            (
+                &["--format", "artifact", "--platform", "wasi/wasm"],
+                "--platform cannot",
+            ),
+            (
+                &["--format", "artifact-legacy", "--add", "s:/x"],
+                "--add cannot",
+            ),
+            (&["--platform", "wasi"], "OS/ARCH"),
+        ];
+        for (extra, needle) in cases {
+            let err = with(extra).expect_err(&format!("{extra:?} accepted"));
+            assert!(err.0.contains(needle), "{extra:?}: {err}");
+        }
     }
 }

@@ -12,11 +12,20 @@ pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MEDIA_TYPE_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+/// Config of a Wasm OCI artifact (CNCF TAG Runtime layout).
+pub const MEDIA_TYPE_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+/// A raw Wasm binary as the layer of a Wasm OCI artifact.
+pub const MEDIA_TYPE_WASM_LAYER: &str = "application/wasm";
+/// A raw Wasm binary as the layer of runwasi's older image layout.
+pub const MEDIA_TYPE_WASM_LAYER_LEGACY: &str =
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
 /// Annotation containerd uses as the image name on `ctr images import`.
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 /// OCI annotation for the reference (tag) of a manifest in an index.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// Platform of every image this tool writes (`wasi/wasm`).
+/// OCI annotation naming a blob's file (set on raw Wasm layers, as `wkg` does).
+pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+/// Platform of the images this tool writes by default (`wasi/wasm`).
 pub const OS: &str = "wasi";
 pub const ARCHITECTURE: &str = "wasm";
 
@@ -99,6 +108,8 @@ pub struct Manifest {
 #[serde(rename_all = "camelCase")]
 pub struct Index {
     pub schema_version: u32,
+    /// Optional in the image spec (e.g. absent in `ctr images export` output).
+    #[serde(default)]
     pub media_type: String,
     pub manifests: Vec<Descriptor>,
 }
@@ -121,6 +132,8 @@ pub struct RunConfig {
     pub cmd: Vec<String>,
     #[serde(rename = "Env", default)]
     pub env: Vec<String>,
+    #[serde(rename = "Labels", default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,7 +221,10 @@ pub fn check_module(bytes: &[u8]) -> Result<()> {
     }
     let mut rest = bytes;
     loop {
-        let start = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(rest.len());
+        let start = rest
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(rest.len());
         rest = &rest[start..];
         if rest.starts_with(b";;") {
             let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
@@ -250,16 +266,35 @@ impl Image {
     pub fn new(spec: &ImageSpec, layer_tar: Vec<u8>) -> Result<Self> {
         let layer = Blob::new(MEDIA_TYPE_LAYER, layer_tar);
         let config = Blob::new(MEDIA_TYPE_CONFIG, to_json(&image_config(spec, &layer))?);
+        Self::assemble(&spec.name, &spec.platform, config, layer, None)
+    }
+
+    /// Builds manifest and index around a config and a single layer;
+    /// `layer_annotations` go on the layer's descriptor.
+    pub fn assemble(
+        name: &ImageName,
+        platform: &Platform,
+        config: Blob,
+        layer: Blob,
+        layer_annotations: Option<BTreeMap<String, String>>,
+    ) -> Result<Self> {
+        let layer_descriptor = Descriptor {
+            annotations: layer_annotations,
+            ..layer.descriptor()
+        };
         let manifest = Blob::new(
             MEDIA_TYPE_MANIFEST,
             to_json(&Manifest {
                 schema_version: 2,
                 media_type: MEDIA_TYPE_MANIFEST.into(),
                 config: config.descriptor(),
-                layers: vec![layer.descriptor()],
+                layers: vec![layer_descriptor],
             })?,
         );
-        let index = Blob::new(MEDIA_TYPE_INDEX, to_json(&index(&spec.name, &spec.platform, &manifest))?);
+        let index = Blob::new(
+            MEDIA_TYPE_INDEX,
+            to_json(&index(name, platform, &manifest))?,
+        );
         Ok(Self {
             index,
             manifest,
@@ -294,6 +329,7 @@ fn image_config(spec: &ImageSpec, layer: &Blob) -> ImageConfig {
             entrypoint: vec![spec.entrypoint.clone()],
             cmd: spec.args.clone(),
             env: spec.env.clone(),
+            labels: None,
         },
         // The layer is uncompressed, so its diff ID equals its digest.
         rootfs: RootFs {
@@ -319,7 +355,7 @@ fn index(name: &ImageName, platform: &Platform, manifest: &Blob) -> Index {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(value)?)
 }
 

@@ -5,68 +5,28 @@
 //! config's `diff_ids`, so a successful inspection means the chain
 //! index → manifest → config/layers is consistent.
 
-use std::collections::BTreeMap;
-
 use anyhow::{ensure, Context, Result};
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::image::{sha256_digest, Descriptor, ImageConfig, Index, Manifest, MEDIA_TYPE_LAYER};
+use crate::artifact::{WasmConfig, WasmKind};
+use crate::image::{
+    sha256_digest, Descriptor, Manifest, RootFs, MEDIA_TYPE_LAYER, MEDIA_TYPE_WASM_CONFIG,
+};
+use crate::layout::{parse_json, Layout};
 use crate::tar::{read_entries, Entry, Kind};
 
-/// Files of an image-layout tar, by normalized path.
-struct Layout {
-    files: BTreeMap<String, Vec<u8>>,
+/// The part of an OCI image config inspection checks.
+#[derive(Deserialize)]
+struct RootFsOnly {
+    rootfs: RootFs,
 }
 
-impl Layout {
-    fn parse(tar: &[u8]) -> Result<Self> {
-        let files = read_entries(tar)?
-            .into_iter()
-            .filter(|e| e.kind == Kind::File)
-            .map(|e| (e.path.trim_start_matches("./").to_string(), e.data))
-            .collect();
-        Ok(Self { files })
-    }
-
-    fn file(&self, path: &str) -> Result<&[u8]> {
-        self.files
-            .get(path)
-            .map(Vec::as_slice)
-            .with_context(|| format!("image layout has no {path}"))
-    }
-
-    /// Returns the blob for `desc` after checking its digest and size.
-    fn blob(&self, desc: &Descriptor) -> Result<&[u8]> {
-        let hex = desc
-            .digest
-            .strip_prefix("sha256:")
-            .with_context(|| format!("unsupported digest {}", desc.digest))?;
-        let bytes = self.file(&format!("blobs/sha256/{hex}"))?;
-        ensure!(
-            bytes.len() as u64 == desc.size,
-            "blob {} is {} bytes, descriptor says {}",
-            desc.digest,
-            bytes.len(),
-            desc.size
-        );
-        let actual = sha256_digest(bytes);
-        ensure!(
-            actual == desc.digest,
-            "blob {} has digest {actual}",
-            desc.digest
-        );
-        Ok(bytes)
-    }
-
-    fn json_blob<T: DeserializeOwned>(&self, desc: &Descriptor) -> Result<(T, Value)> {
-        let bytes = self.blob(desc)?;
-        Ok((parse_json(bytes)?, parse_json(bytes)?))
-    }
-}
-
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    Ok(serde_json::from_slice(bytes)?)
+/// Whether a layer is a filesystem layer (a tar, maybe compressed), which an
+/// image config's `diff_ids` must list; raw Wasm layers are not.
+fn is_filesystem_layer(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.oci.image.layer.")
+        || media_type.starts_with("application/vnd.docker.image.rootfs.")
 }
 
 /// Verifies an image-layout tar and returns a JSON report:
@@ -74,9 +34,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 pub fn inspect(tar: &[u8]) -> Result<Value> {
     let layout = Layout::parse(tar).context("reading image layout tar")?;
     let oci_layout: Value = parse_json(layout.file("oci-layout")?).context("parsing oci-layout")?;
-    let index_bytes = layout.file("index.json")?;
-    let index: Index = parse_json(index_bytes).context("parsing index.json")?;
-    ensure!(!index.manifests.is_empty(), "index.json lists no manifests");
+    let (index_bytes, index) = layout.index()?;
     let manifests = index
         .manifests
         .iter()
@@ -93,22 +51,44 @@ pub fn inspect(tar: &[u8]) -> Result<Value> {
 
 fn inspect_manifest(layout: &Layout, desc: &Descriptor) -> Result<Value> {
     let (manifest, manifest_json): (Manifest, _) = layout.json_blob(desc)?;
-    let (config, config_json): (ImageConfig, _) =
-        layout.json_blob(&manifest.config).context("config")?;
-    ensure!(
-        config.rootfs.diff_ids.len() == manifest.layers.len(),
-        "config has {} diff_ids for {} layers",
-        config.rootfs.diff_ids.len(),
-        manifest.layers.len()
-    );
-    let layers = manifest
-        .layers
-        .iter()
-        .zip(&config.rootfs.diff_ids)
-        .map(|(layer, diff_id)| {
-            inspect_layer(layout, layer, diff_id).with_context(|| format!("layer {}", layer.digest))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let config_json: Value = layout
+        .json_blob::<Value>(&manifest.config)
+        .context("config")?
+        .1;
+    let layers = if manifest.config.media_type == MEDIA_TYPE_WASM_CONFIG {
+        check_wasm_config(&manifest, &config_json)?;
+        manifest
+            .layers
+            .iter()
+            .map(|layer| inspect_layer(layout, layer, None))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        let config: RootFsOnly =
+            serde_json::from_value(config_json.clone()).context("config has no rootfs")?;
+        let filesystem = manifest
+            .layers
+            .iter()
+            .filter(|l| is_filesystem_layer(&l.media_type))
+            .count();
+        ensure!(
+            config.rootfs.diff_ids.len() == filesystem,
+            "config has {} diff_ids for {filesystem} filesystem layers",
+            config.rootfs.diff_ids.len(),
+        );
+        let mut diff_ids = config.rootfs.diff_ids.iter();
+        manifest
+            .layers
+            .iter()
+            .map(|layer| {
+                let diff_id = if is_filesystem_layer(&layer.media_type) {
+                    diff_ids.next()
+                } else {
+                    None
+                };
+                inspect_layer(layout, layer, diff_id.map(String::as_str))
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
     Ok(json!({
         "descriptor": desc,
         "manifest": manifest_json,
@@ -117,19 +97,46 @@ fn inspect_manifest(layout: &Layout, desc: &Descriptor) -> Result<Value> {
     }))
 }
 
-fn inspect_layer(layout: &Layout, desc: &Descriptor, diff_id: &str) -> Result<Value> {
-    let bytes = layout.blob(desc)?;
+/// A Wasm artifact's config must list exactly the manifest's layer digests.
+fn check_wasm_config(manifest: &Manifest, config: &Value) -> Result<()> {
+    let config: WasmConfig =
+        serde_json::from_value(config.clone()).context("parsing the Wasm config")?;
+    let digests: Vec<&str> = manifest.layers.iter().map(|l| l.digest.as_str()).collect();
+    ensure!(
+        config.layer_digests == digests,
+        "config layerDigests {:?} differ from the manifest's layers {digests:?}",
+        config.layer_digests
+    );
+    Ok(())
+}
+
+fn inspect_layer(layout: &Layout, desc: &Descriptor, diff_id: Option<&str>) -> Result<Value> {
+    let context = || format!("layer {}", desc.digest);
+    let bytes = layout.blob(desc).with_context(context)?;
     let mut report =
         json!({"digest": desc.digest, "size": desc.size, "mediaType": desc.media_type});
+    if !is_filesystem_layer(&desc.media_type) {
+        // A raw Wasm binary (or another non-tar blob): say what it is.
+        report["entries"] = Value::Null;
+        report["wasm"] = match WasmKind::of(bytes) {
+            Ok(WasmKind::Module) => "module".into(),
+            Ok(WasmKind::Component) => "component".into(),
+            Err(_) => Value::Null,
+        };
+        return Ok(report);
+    }
     if desc.media_type != MEDIA_TYPE_LAYER {
         report["entries"] = Value::Null; // compressed layers are not listed
         return Ok(report);
     }
     ensure!(
-        diff_id == desc.digest,
-        "diff_id {diff_id} differs from uncompressed layer digest"
+        diff_id == Some(desc.digest.as_str()),
+        "layer {}: diff_id {diff_id:?} differs from the uncompressed layer digest",
+        desc.digest
     );
-    let entries = read_entries(bytes).context("reading layer tar")?;
+    let entries = read_entries(bytes)
+        .context("reading layer tar")
+        .with_context(context)?;
     report["entries"] = entries.iter().map(entry_report).collect::<Vec<_>>().into();
     Ok(report)
 }
