@@ -16,6 +16,21 @@
 #   CHAT_LOG_LEVEL    services' LOG_LEVEL         info
 #   CHAT_CNI_BRIDGE, CHAT_CNI_SUBNET  for the CRI plugin's (unused) CNI
 #                     config; distinct from the e2e tests' bridge
+#   CHAT_REGISTRY     empty: up.sh builds the images and imports them. Set
+#                     (e.g. 127.0.0.1:5000, or host/prefix): up.sh pulls
+#                     $CHAT_REGISTRY/chat/<name>:latest instead (push them
+#                     there with push-images.sh) and builds only the shim
+#   CHAT_REGISTRY_PLAIN_HTTP  true/false: pull (and push) over plain HTTP;
+#                     default true for 127.0.0.1, localhost and [::1], else false
+#
+# Build settings (not saved in stack.env):
+#   CHAT_SHIM_BIN     a prebuilt containerd-shim-wasmtime-v1 to run instead
+#                     of building the workspace's (e.g. a non-LTO dev build)
+#   CHAT_WASM_OCI     a prebuilt wasm-oci to write and push images with
+#   CHAT_CARGO_TARGET_DIR  where the workspace is built   $CARGO_TARGET_DIR,
+#                     else /var/tmp/containerd-shim-wasmtime/target
+#   CHAT_SERVICES_TARGET_DIR  where the services are built
+#                     /var/tmp/containerd-shim-wasmtime/services-target
 #
 # Everything listens on 127.0.0.1 (host network). Layout under CHAT_DIR:
 #   containerd/  private containerd (root, state, socket, log)
@@ -28,12 +43,15 @@ CHAT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CHAT_DIR=${CHAT_DIR:-/var/tmp/containerd-shim-wasmtime/chat}
 
 # Values of a running stack win over defaults, never over the caller's env.
+# A registry the caller names gets its own plain-HTTP default, not the one
+# saved for the stack's registry.
 chat_load_env() {
-    local line var
+    local line var registry_given=${CHAT_REGISTRY+x}
     [ -f "$CHAT_DIR/stack.env" ] || return 0
     while IFS= read -r line; do
         var=${line%%=*}
         [[ $var =~ ^CHAT_[A-Z_]+$ ]] || continue
+        [ "$var" != CHAT_REGISTRY_PLAIN_HTTP ] || [ -z "$registry_given" ] || continue
         # shellcheck disable=SC2163 # exports VAR=value
         [ -n "${!var+x}" ] || export "$line"
     done <"$CHAT_DIR/stack.env"
@@ -55,6 +73,15 @@ chat_config() {
     CHAT_LOG_LEVEL=${CHAT_LOG_LEVEL:-info}
     CHAT_CNI_BRIDGE=${CHAT_CNI_BRIDGE:-chat-cni0}
     CHAT_CNI_SUBNET=${CHAT_CNI_SUBNET:-10.214.0.0/24}
+    CHAT_REGISTRY=${CHAT_REGISTRY:-}
+    CHAT_REGISTRY=${CHAT_REGISTRY%/}
+    if [ -z "${CHAT_REGISTRY_PLAIN_HTTP:-}" ]; then
+        CHAT_REGISTRY_PLAIN_HTTP=false
+        if [ -n "$CHAT_REGISTRY" ] && chat_registry_is_loopback "$CHAT_REGISTRY"; then
+            CHAT_REGISTRY_PLAIN_HTTP=true
+        fi
+    fi
+    CHAT_CARGO_TARGET_DIR=${CHAT_CARGO_TARGET_DIR:-${CARGO_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/target}}
     CHAT_URL="http://127.0.0.1:$CHAT_GATEWAY_PORT"
     CHAT_CONTAINERD="$CHAT_DIR/containerd"
     CHAT_VOLUMES="$CHAT_DIR/volumes"
@@ -66,12 +93,26 @@ chat_config() {
     export CONTAINERD_SHIM_WASMTIME_CACHE_DIR="$CHAT_DIR/compile-cache"
 }
 
+# Whether a registry (HOST[:PORT][/PREFIX]) is on this machine's loopback.
+chat_registry_is_loopback() {
+    local host=${1%%/*}
+    case $host in
+        \[::1\] | \[::1\]:*) return 0 ;;
+    esac
+    host=${host%:*}
+    case $host in
+        localhost | 127.*) return 0 ;;
+    esac
+    return 1
+}
+
 chat_save_env() {
     local v
     mkdir -p "$CHAT_DIR"
     for v in CHAT_NAMESPACE CHAT_PORT_OFFSET CHAT_GATEWAY_PORT CHAT_SESSION_PORT CHAT_CHAT_PORT \
         CHAT_MESSAGE_PORT CHAT_USER_PORT CHAT_TRUNCATOR_PORT CHAT_MYSQL_PORT CHAT_REDIS_PORT \
-        CHAT_TRUNCATOR_ENABLED CHAT_LOG_LEVEL CHAT_CNI_BRIDGE CHAT_CNI_SUBNET; do
+        CHAT_TRUNCATOR_ENABLED CHAT_LOG_LEVEL CHAT_CNI_BRIDGE CHAT_CNI_SUBNET \
+        CHAT_REGISTRY CHAT_REGISTRY_PLAIN_HTTP; do
         printf '%s=%s\n' "$v" "${!v}"
     done >"$CHAT_DIR/stack.env"
 }
@@ -84,6 +125,8 @@ CHAT_WASM_SERVICES=(session chat message user truncator gateway)
 CHAT_LINUX_SERVICES=(mariadb redis)
 
 chat_log() { echo "==> $*" >&2; }
+# A build step's message; up.sh redefines it to add the elapsed time.
+chat_step() { chat_log "$@"; }
 
 ctrc() { CTR_NAMESPACE=$CHAT_NAMESPACE ctr_private "$CHAT_CONTAINERD" "$@"; }
 
@@ -128,6 +171,111 @@ chat_import() { # PLATFORM TAR
     return 1
 }
 
+# The reference a service's container runs from: the pulled
+# $CHAT_REGISTRY/chat/NAME:latest, or the imported localhost/chat/NAME:latest.
+chat_image() { # NAME
+    if [ -n "$CHAT_REGISTRY" ]; then
+        echo "$CHAT_REGISTRY/chat/$1:latest"
+    else
+        echo "localhost/chat/$1:latest"
+    fi
+}
+
+chat_platform() { # NAME
+    case $1 in
+        mariadb | redis) echo linux/amd64 ;;
+        *) echo wasi/wasm ;;
+    esac
+}
+
+# Pulls NAME's image from CHAT_REGISTRY and unpacks it for its platform.
+# Retried like chat_import (a moved tag can race the garbage collector).
+chat_pull() { # NAME
+    local ref i args=(--platform "$(chat_platform "$1")")
+    ref=$(chat_image "$1")
+    [ "$CHAT_REGISTRY_PLAIN_HTTP" != true ] || args+=(--plain-http)
+    for i in 1 2 3; do
+        if ctrc images pull "${args[@]}" "$ref" >"$CHAT_DIR/logs/pull.log" 2>&1; then
+            return 0
+        fi
+        chat_log "pulling $ref failed (attempt $i): $(tail -n 1 "$CHAT_DIR/logs/pull.log")"
+        sleep 1
+    done
+    cat "$CHAT_DIR/logs/pull.log" >&2
+    return 1
+}
+
+# ---- building (up.sh, push-images.sh) ---------------------------------------
+
+# What building needs: deploy/dev/install-deps.sh (containerd, runc, Rust
+# targets, ...), curl, debootstrap, python3; with `ui`, also node and npm.
+chat_build_prereqs() { # [ui]
+    local extra=() p
+    bash "$CHAT_ROOT/deploy/dev/install-deps.sh"
+    for p in curl debootstrap python3; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || extra+=("$p")
+    done
+    if [ "${#extra[@]}" -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${extra[@]}" >/dev/null
+    fi
+    if [ "${1:-}" = ui ] && { ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; }; then
+        echo "error: node (>= 20.19) and npm are needed to build the web UI (Debian 12's nodejs 18 is too old for vite 7)" >&2
+        return 1
+    fi
+}
+
+# Builds the workspace binaries asked for (shim, wasm-oci) unless
+# CHAT_SHIM_BIN / CHAT_WASM_OCI name prebuilt ones; sets CHAT_SHIM_PATH and
+# CHAT_WASM_OCI_PATH. Both from source: the whole workspace, as before.
+chat_build_binaries() { # shim|wasm-oci...
+    local what pkgs=() n=0
+    CHAT_SHIM_PATH=${CHAT_SHIM_BIN:-$CHAT_CARGO_TARGET_DIR/release/containerd-shim-wasmtime-v1}
+    CHAT_WASM_OCI_PATH=${CHAT_WASM_OCI:-$CHAT_CARGO_TARGET_DIR/release/wasm-oci}
+    for what in "$@"; do
+        n=$((n + 1))
+        case $what in
+            shim) [ -n "${CHAT_SHIM_BIN:-}" ] || pkgs+=(-p containerd-shim-wasmtime) ;;
+            wasm-oci) [ -n "${CHAT_WASM_OCI:-}" ] || pkgs+=(-p wasm-oci) ;;
+            *) echo "chat_build_binaries: unknown binary '$what'" >&2; return 1 ;;
+        esac
+    done
+    [ "$n" = 2 ] && [ "${#pkgs[@]}" = 4 ] && pkgs=(--workspace)
+    if [ "${#pkgs[@]}" -gt 0 ]; then
+        (cd "$CHAT_ROOT" && CARGO_TARGET_DIR=$CHAT_CARGO_TARGET_DIR cargo build --release --locked "${pkgs[@]}") || return 1
+    fi
+    for what in "$@"; do
+        case $what in
+            shim) [ -x "$CHAT_SHIM_PATH" ] || { echo "error: no shim binary at $CHAT_SHIM_PATH" >&2; return 1; } ;;
+            wasm-oci) [ -x "$CHAT_WASM_OCI_PATH" ] || { echo "error: no wasm-oci at $CHAT_WASM_OCI_PATH" >&2; return 1; } ;;
+        esac
+    done
+}
+
+# The eight image tars in $CHAT_DIR/images: the services and the web UI
+# (images/services/build.sh into $CHAT_DIR/wasm), MariaDB and Redis
+# (images/linux/build.sh), one wasm-oci image per service. Needs
+# chat_build_binaries wasm-oci first.
+chat_build_images() {
+    local s add
+    chat_step "building the chat services and the web UI"
+    # build.sh must run inside images/services: cargo reads that directory's
+    # .cargo/config.toml (tokio_unstable for wasm32-wasip2) from the cwd.
+    # Its own target dir, not the workspace's (other flags, other target).
+    (cd "$CHAT_ROOT/images/services" &&
+        CARGO_TARGET_DIR=${CHAT_SERVICES_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/services-target} \
+            bash ./build.sh "$CHAT_DIR/wasm") >&2 || return 1
+    chat_step "building the MariaDB and Redis images"
+    bash "$CHAT_ROOT/images/linux/build.sh" "$CHAT_DIR/images" >&2 || return 1
+    chat_step "building the service images"
+    for s in "${CHAT_WASM_SERVICES[@]}"; do
+        add=()
+        [ "$s" != gateway ] || add=(--add "$CHAT_DIR/wasm/www:/www")
+        "$CHAT_WASM_OCI_PATH" build --module "$CHAT_DIR/wasm/$s.wasm" --name "localhost/chat/$s:latest" \
+            -o "$CHAT_DIR/images/$s.tar" "${add[@]}" >/dev/null || return 1
+    done
+}
+
 chat_port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
 chat_db_password() {
@@ -161,23 +309,23 @@ chat_start() { # NAME
             chat_run mariadb --mount "type=bind,src=$CHAT_VOLUMES/mariadb,dst=/var/lib/mysql,options=rbind:rw" \
                 --env MARIADB_DATABASE=chat --env MARIADB_USER=chat --env "MARIADB_PASSWORD=$(chat_db_password)" \
                 --env MARIADB_BIND_ADDRESS=127.0.0.1 --env "MARIADB_PORT=$CHAT_MYSQL_PORT" \
-                localhost/chat/mariadb:latest
+                "$(chat_image mariadb)"
             ;;
         redis)
             mkdir -p "$CHAT_VOLUMES/redis"
             chat_run redis --mount "type=bind,src=$CHAT_VOLUMES/redis,dst=/data,options=rbind:rw" \
                 --env REDIS_BIND_ADDRESS=127.0.0.1 --env "REDIS_PORT=$CHAT_REDIS_PORT" \
-                localhost/chat/redis:latest
+                "$(chat_image redis)"
             ;;
         session | chat | message)
-            chat_run "$name" "${wasm[@]}" --env "DATABASE_URL=$db" "localhost/chat/$name:latest"
+            chat_run "$name" "${wasm[@]}" --env "DATABASE_URL=$db" "$(chat_image "$name")"
             ;;
         user)
-            chat_run user "${wasm[@]}" --env "DATABASE_URL=$db" --env "REDIS_URL=$redis" localhost/chat/user:latest
+            chat_run user "${wasm[@]}" --env "DATABASE_URL=$db" --env "REDIS_URL=$redis" "$(chat_image user)"
             ;;
         truncator)
             chat_run truncator "${wasm[@]}" --env "DATABASE_URL=$db" --env "REDIS_URL=$redis" \
-                --env "TRUNCATOR_ENABLED=$CHAT_TRUNCATOR_ENABLED" localhost/chat/truncator:latest
+                --env "TRUNCATOR_ENABLED=$CHAT_TRUNCATOR_ENABLED" "$(chat_image truncator)"
             ;;
         gateway)
             chat_run gateway "${wasm[@]}" --env STATIC_DIR=/www \
@@ -186,7 +334,7 @@ chat_start() { # NAME
                 --env "MESSAGE_URL=http://127.0.0.1:$CHAT_MESSAGE_PORT" \
                 --env "USER_URL=http://127.0.0.1:$CHAT_USER_PORT" \
                 --env "TRUNCATOR_URL=http://127.0.0.1:$CHAT_TRUNCATOR_PORT" \
-                localhost/chat/gateway:latest
+                "$(chat_image gateway)"
             ;;
         *)
             echo "unknown service '$name'" >&2

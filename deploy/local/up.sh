@@ -19,13 +19,15 @@
 # Ports, directories and namespace can be overridden: see deploy/local/lib.sh.
 # CHAT_SKIP_BUILD=1 skips installing and building and restarts the stack from
 # the images already in $CHAT_DIR/images.
+#
+# With CHAT_REGISTRY=HOST:PORT the images are pulled from
+# $CHAT_REGISTRY/chat/<name>:latest (put there by push-images.sh) instead of
+# being built here; only the shim is built (or CHAT_SHIM_BIN=prebuilt).
 set -euo pipefail
 
 t_start=$SECONDS
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
-ROOT=$CHAT_ROOT
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/target}
 
 if [ "$(id -u)" != 0 ]; then
     echo "error: $0 needs root (containerd, runc, debootstrap)" >&2
@@ -33,50 +35,30 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 step() { chat_log "$* [$((SECONDS - t_start)) s]"; }
+chat_step() { step "$@"; }
 
 if [ "${CHAT_SKIP_BUILD:-0}" = 1 ]; then
-    for s in "${CHAT_LINUX_SERVICES[@]}" "${CHAT_WASM_SERVICES[@]}"; do
-        if [ ! -f "$CHAT_DIR/images/$s.tar" ]; then
-            echo "error: CHAT_SKIP_BUILD=1 but $CHAT_DIR/images/$s.tar is missing; run without it once" >&2
-            exit 1
-        fi
-    done
+    CHAT_SHIM_PATH=${CHAT_SHIM_BIN:-$CHAT_CARGO_TARGET_DIR/release/containerd-shim-wasmtime-v1}
+    if [ -z "$CHAT_REGISTRY" ]; then
+        for s in "${CHAT_LINUX_SERVICES[@]}" "${CHAT_WASM_SERVICES[@]}"; do
+            if [ ! -f "$CHAT_DIR/images/$s.tar" ]; then
+                echo "error: CHAT_SKIP_BUILD=1 but $CHAT_DIR/images/$s.tar is missing; run without it once" >&2
+                exit 1
+            fi
+        done
+    fi
+elif [ -n "$CHAT_REGISTRY" ]; then
+    # The images come from the registry: only the shim is built here.
+    step "installing missing packages"
+    chat_build_prereqs
+    step "building the shim"
+    chat_build_binaries shim
 else
     step "installing missing packages"
-    bash "$ROOT/deploy/dev/install-deps.sh"
-    extra=()
-    for p in curl debootstrap python3; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || extra+=("$p")
-    done
-    if [ "${#extra[@]}" -gt 0 ]; then
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${extra[@]}" >/dev/null
-    fi
-    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-        echo "error: node (>= 20.19) and npm are needed to build the web UI (Debian 12's nodejs 18 is too old for vite 7)" >&2
-        exit 1
-    fi
-
+    chat_build_prereqs ui
     step "building the shim and the image tool"
-    (cd "$ROOT" && cargo build --release --locked --workspace)
-    step "building the chat services and the web UI"
-    # build.sh must run inside images/services: cargo reads that directory's
-    # .cargo/config.toml (tokio_unstable for wasm32-wasip2) from the cwd.
-    # Its own target dir, not the workspace's (other flags, other target).
-    (cd "$ROOT/images/services" &&
-        CARGO_TARGET_DIR=${CHAT_SERVICES_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/services-target} \
-            bash ./build.sh "$CHAT_DIR/wasm") >&2
-    step "building the MariaDB and Redis images"
-    bash "$ROOT/images/linux/build.sh" "$CHAT_DIR/images" >&2
-    step "building the service images"
-    W="$CARGO_TARGET_DIR/release/wasm-oci"
-    for s in "${CHAT_WASM_SERVICES[@]}"; do
-        add=()
-        [ "$s" = gateway ] && add=(--add "$CHAT_DIR/wasm/www:/www")
-        "$W" build --module "$CHAT_DIR/wasm/$s.wasm" --name "localhost/chat/$s:latest" \
-            -o "$CHAT_DIR/images/$s.tar" "${add[@]}" >/dev/null
-    done
+    chat_build_binaries shim wasm-oci
+    chat_build_images
 fi
 
 step "stopping the previous stack, if any"
@@ -95,15 +77,19 @@ step "starting a private containerd in $CHAT_CONTAINERD"
 chat_save_env
 mkdir -p "$CHAT_DIR/bin" "$CHAT_DIR/logs" "$CONTAINERD_SHIM_WASMTIME_CACHE_DIR"
 if [ "${CHAT_SKIP_BUILD:-0}" != 1 ] || [ ! -x "$CHAT_DIR/bin/containerd-shim-wasmtime-v1" ]; then
-    cp --remove-destination "$CARGO_TARGET_DIR/release/containerd-shim-wasmtime-v1" "$CHAT_DIR/bin/"
+    cp --remove-destination "$CHAT_SHIM_PATH" "$CHAT_DIR/bin/containerd-shim-wasmtime-v1"
 fi
 containerd_up "$CHAT_CONTAINERD" "$CHAT_DIR/bin"
-for s in "${CHAT_LINUX_SERVICES[@]}"; do
-    chat_import linux/amd64 "$CHAT_DIR/images/$s.tar"
-done
-for s in "${CHAT_WASM_SERVICES[@]}"; do
-    chat_import wasi/wasm "$CHAT_DIR/images/$s.tar"
-done
+if [ -n "$CHAT_REGISTRY" ]; then
+    step "pulling the images from $CHAT_REGISTRY (plain HTTP: $CHAT_REGISTRY_PLAIN_HTTP)"
+    for s in "${CHAT_LINUX_SERVICES[@]}" "${CHAT_WASM_SERVICES[@]}"; do
+        chat_pull "$s"
+    done
+else
+    for s in "${CHAT_LINUX_SERVICES[@]}" "${CHAT_WASM_SERVICES[@]}"; do
+        chat_import "$(chat_platform "$s")" "$CHAT_DIR/images/$s.tar"
+    done
+fi
 
 # Container logs are appended to across restarts; keep them bounded.
 for f in "$CHAT_DIR"/logs/*.log; do

@@ -16,13 +16,19 @@
 #              delete, a message from someone else appears without reload
 #   persist    down.sh + up.sh (no rebuild): the data is still there
 #   sizes      a report of every image's size
+#   registry   deploy/local/push-images.sh to a loopback registry
+#              (tests/lib/registry.sh), then a second stack (CHAT_DIR
+#              …/chat-test-registry, namespace chat-test-reg, ports +21000)
+#              pulled from it with CHAT_REGISTRY: its containers run the
+#              registry's images and smoke.sh passes; then it is torn down
 # prints "N passed, M failed" last and exits 1 on any failure. Tears the
 # stack down and deletes its volumes on exit; keeps its images and compile
 # cache under CHAT_DIR so the next run is quicker.
 #
 # Needs what up.sh needs, plus chromium (Debian) and node; installs
 # playwright-core from tests/chat/package-lock.json with npm ci if missing.
-# Overrides: CHAT_TEST_DIR, CHAT_TEST_PORT_OFFSET, CHAT_TEST_NAMESPACE.
+# Overrides: CHAT_TEST_DIR, CHAT_TEST_PORT_OFFSET, CHAT_TEST_NAMESPACE,
+# CHAT_TEST_REGISTRY_PORT_OFFSET; CHAT_TEST_REGISTRY=0 skips the registry test.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -46,11 +52,38 @@ failed=0
 results=()
 client_pid=
 
+# The registry test's second stack and registry (torn down here too if the
+# test was interrupted).
+REG_STACK="$CHAT_DIR-registry"
+REG_DIR="$CHAT_DIR/registry"
+reg_started=
+
+# Runs a command with the second stack's settings (they must all differ
+# from the first's: the caller's CHAT_* win over a stack.env).
+reg_stack() {
+    env CHAT_DIR="$REG_STACK" CHAT_NAMESPACE=chat-test-reg \
+        CHAT_PORT_OFFSET="${CHAT_TEST_REGISTRY_PORT_OFFSET:-21000}" \
+        CHAT_CNI_BRIDGE=chat-test1 CHAT_CNI_SUBNET=10.216.0.0/24 "$@"
+}
+
+registry_teardown() {
+    [ -n "$reg_started" ] || return 0
+    # Both are made afresh by each run: delete them once stopped.
+    if reg_stack bash "$ROOT/deploy/local/down.sh" --volumes >>"$OUT/registry-down.log" 2>&1; then
+        rm -rf "$REG_STACK"
+    else
+        tail -n 20 "$OUT/registry-down.log"
+    fi
+    registry_down "$REG_DIR" && rm -rf "$REG_DIR"
+    reg_started=
+}
+
 teardown() {
     if [ -n "$client_pid" ] && kill -0 "$client_pid" 2>/dev/null; then
         kill "$client_pid" 2>/dev/null || true
         wait "$client_pid" 2>/dev/null || true
     fi
+    registry_teardown
     echo "==> tearing the test stack down"
     bash "$ROOT/deploy/local/down.sh" --volumes >"$OUT/down.log" 2>&1 || tail -n 20 "$OUT/down.log"
 }
@@ -210,3 +243,54 @@ sizes_ok=0
 } >"$OUT/sizes.txt"
 cat "$OUT/sizes.txt"
 record sizes "$sizes_ok" "8 images (table above; $OUT/sizes.txt)"
+
+# ---- registry --------------------------------------------------------------
+# The CHAT_REGISTRY path of up.sh: push-images.sh (warm: it rebuilds nothing)
+# to a loopback registry, then a second stack that pulls every image. The
+# first stack is stopped first (memory); its volumes stay for the teardown.
+if [ "${CHAT_TEST_REGISTRY:-1}" != 0 ]; then
+    echo "==> registry: push-images.sh to a loopback registry, a stack pulled from it (log: $OUT/registry.log)"
+    t0=$(date +%s%N)
+    reg_ok=1
+    detail="see $OUT/registry.log"
+    . "$ROOT/tests/lib/registry.sh"
+    bash "$ROOT/deploy/local/down.sh" >"$OUT/registry.log" 2>&1 || true
+    rm -rf "$REG_STACK"
+    mkdir -p "$REG_STACK"
+    # Same modules, same compiled code: the cache (keyed by module digest)
+    # spares the second stack compiling the six services again.
+    cp -a "$CHAT_DIR/compile-cache" "$REG_STACK/" 2>/dev/null || true
+    reg_started=1
+    if registry_up "$REG_DIR" >>"$OUT/registry.log" 2>&1; then
+        reg=$(registry_address "$REG_DIR")
+        t_push=$(date +%s%N)
+        if bash "$ROOT/deploy/local/push-images.sh" "$reg" >>"$OUT/registry.log" 2>&1; then
+            push_ms=$(ms_since "$t_push")
+            t_up=$(date +%s%N)
+            if CHAT_REGISTRY=$reg CHAT_SHIM_BIN="$CHAT_DIR/bin/containerd-shim-wasmtime-v1" \
+                reg_stack bash "$ROOT/deploy/local/up.sh" >"$OUT/registry-up.log" 2>&1; then
+                up_ms=$(ms_since "$t_up")
+                reg_url=$(tail -n 1 "$OUT/registry-up.log")
+                # Every container runs the image pulled from the registry.
+                images=$(CTR_NAMESPACE=chat-test-reg ctr_private "$REG_STACK/containerd" containers ls 2>/dev/null |
+                    awk 'NR > 1 { print $1 " " $2 }' | sort)
+                want=$(for s in "${CHAT_LINUX_SERVICES[@]}" "${CHAT_WASM_SERVICES[@]}"; do echo "$s $reg/chat/$s:latest"; done | sort)
+                SMOKE_TRUNCATE=1 bash "$ROOT/images/services/smoke.sh" "$reg_url" >"$OUT/registry-smoke.log" 2>&1
+                smoke_rc=$?
+                if [ "$images" = "$want" ] && [ "$smoke_rc" = 0 ]; then reg_ok=0; fi
+                [ "$images" = "$want" ] || printf 'containers and images:\n%s\nwanted:\n%s\n' "$images" "$want" | tee -a "$OUT/registry.log"
+                detail="pushed 8 images to $reg in $push_ms ms; stack from it up in $up_ms ms at $reg_url; 8 containers from $reg/chat/*: $([ "$images" = "$want" ] && echo yes || echo NO); smoke: $(tail -n 1 "$OUT/registry-smoke.log")"
+            else
+                tail -n 30 "$OUT/registry-up.log"
+                detail="up.sh with CHAT_REGISTRY=$reg failed (see $OUT/registry-up.log)"
+            fi
+        else
+            tail -n 30 "$OUT/registry.log"
+            detail="push-images.sh $reg failed (see $OUT/registry.log)"
+        fi
+    else
+        detail="the registry did not start (see $OUT/registry.log)"
+    fi
+    registry_teardown
+    record registry "$reg_ok" "$detail; $(ms_since "$t0") ms in all"
+fi

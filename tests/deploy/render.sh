@@ -6,8 +6,10 @@
 # pods use tcpSocket/httpGet probes only, never exec; Services select pods and
 # their ports; every env reference resolves; the RuntimeClass, the node
 # installer's DaemonSet and RBAC, the kind config and the containerd snippets
-# agree on handler `wasmtime` and the node label. Last, validate.py breaks
-# copies of deploy/ in known ways and checks that each mistake is caught.
+# agree on handler `wasmtime` and the node label; the overlay of
+# deploy/k8s/chat/registry-overlay.sh points every Wasm image at its registry
+# and changes nothing else. Last, validate.py breaks copies of deploy/ in
+# known ways and checks that each mistake is caught.
 #
 #   tests/deploy/render.sh
 #
@@ -70,6 +72,49 @@ while IFS= read -r k; do
         fail "$dir: renders ($renderer)" "$(cat "$T/err")"
     fi
 done < <(find deploy -name kustomization.yaml -not -path '*/node_modules/*' | LC_ALL=C sort)
+
+# The chat app with its images from a registry: the overlay
+# deploy/k8s/chat/registry-overlay.sh writes (a registry with a port and a
+# path prefix, the harder case for image names), rendered and checked like
+# the base plus: every Wasm container pulls from that registry.
+render_overlay() { # DIR: sets rendered_args (empty on failure)
+    rendered_args=()
+    local out="$1.yaml" rc=0
+    case $renderer in
+        kubectl) kubectl kustomize "$1" >"$out" 2>"$T/err" || rc=$? ;;
+        kustomize) kustomize build "$1" >"$out" 2>"$T/err" || rc=$? ;;
+        builtin) rendered_args=(--render "$1"); return 0 ;;
+    esac
+    [ "$rc" = 0 ] && [ -s "$out" ] || return 1
+    rendered_args=(--rendered "$1=$out")
+}
+REG=registry.example.com:5000/team
+overlay="$T/registry-overlay"
+if bash deploy/k8s/chat/registry-overlay.sh "$REG" "$overlay" >"$T/err" 2>&1 && render_overlay "$overlay"; then
+    [ "$renderer" = builtin ] || pass "registry-overlay.sh $REG: the overlay renders ($renderer)"
+    args+=("${rendered_args[@]}" --chat-overlay "$overlay=$REG")
+else
+    fail "registry-overlay.sh $REG: the overlay renders ($renderer)" "$(cat "$T/err")"
+fi
+# ... and an overlay that misses one image is caught.
+broken="$T/registry-overlay-broken"
+if bash deploy/k8s/chat/registry-overlay.sh "$REG" "$broken" >/dev/null 2>&1 &&
+    sed -i 's|name: localhost/chat/message$|name: localhost/chat/mesage|' "$broken/kustomization.yaml" &&
+    render_overlay "$broken" &&
+    out=$("$PY" tests/deploy/validate.py "${rendered_args[@]}" --chat-overlay "$broken=$REG" 2>&1); then
+    fail "an overlay that leaves localhost/chat/message in place is caught" "validate.py passed it"
+elif grep -q "^FAIL .*message image $REG/chat/message:latest" <<<"$out"; then
+    pass "an overlay that leaves localhost/chat/message in place is caught"
+else
+    fail "an overlay that leaves localhost/chat/message in place is caught" "$out"
+fi
+for bad in "not a registry" "Registry.example.com/Team" "host:port"; do
+    if bash deploy/k8s/chat/registry-overlay.sh "$bad" "$T/bad" >/dev/null 2>&1; then
+        fail "registry-overlay.sh rejects '$bad'"
+    else
+        pass "registry-overlay.sh rejects '$bad'"
+    fi
+done
 
 # Manifests applied with kubectl apply -f (not part of a kustomization).
 for f in deploy/k8s/runtimeclass.yaml deploy/kind/pods/*.yaml; do

@@ -2,13 +2,17 @@
 
     validate.py [--passed N --failed M] [--render DIR]... [--rendered NAME=FILE]...
                 [--manifest FILE]... [--kind-config FILE] [--containerd-snippet FILE]...
-                [--dockerfile FILE] [--selftest REPO]
+                [--dockerfile FILE] [--chat-overlay NAME=REGISTRY] [--selftest REPO]
 
 --rendered   output of `kubectl kustomize DIR` (NAME is DIR, relative to the repo)
 --render     a kustomization DIR to render here, with the subset of kustomize
              this repository uses (no kubectl): resources, namespace,
-             configMapGenerator and secretGenerator with literals; no name hashes
+             configMapGenerator and secretGenerator with literals, images
+             (name, newName, newTag, digest); no name hashes
 --manifest   a plain manifest file (kubectl apply -f)
+--chat-overlay  the render NAME is an overlay of deploy/k8s/chat (as
+             registry-overlay.sh writes) whose Wasm images must all be
+             REGISTRY/chat/<service>:latest; checked like the base otherwise
 --selftest   then break copies of REPO/deploy in known ways (an exec probe on a
              Wasm pod, a missing runtimeClassName, an undefined $(VAR), ...)
              and check that each is caught
@@ -79,7 +83,7 @@ def render_subset(directory, seen=None):
     seen.add(directory)
     with open(os.path.join(directory, "kustomization.yaml")) as f:
         k = yaml.safe_load(f) or {}
-    supported = {"apiVersion", "kind", "resources", "namespace", "configMapGenerator", "secretGenerator"}
+    supported = {"apiVersion", "kind", "resources", "namespace", "configMapGenerator", "secretGenerator", "images"}
     unknown = set(k) - supported
     if unknown:
         raise ValueError(f"{directory}: the built-in renderer does not support {sorted(unknown)}; install kubectl")
@@ -106,11 +110,44 @@ def render_subset(directory, seen=None):
             else:
                 doc["data"] = data
             docs.append(doc)
+    apply_images(directory, docs, k.get("images") or [])
     if k.get("namespace"):
         for d in docs:
             if isinstance(d, dict) and d.get("kind") not in CLUSTER_SCOPED:
                 d.setdefault("metadata", {})["namespace"] = k["namespace"]
     return docs
+
+
+def split_image(image):
+    """(name, tag or None, digest or None) of an image reference."""
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    tag = None
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1:]
+    return name, tag, digest or None
+
+
+def apply_images(directory, docs, images):
+    """kustomize's `images:` transformer, for the containers of workloads."""
+    for entry in images:
+        extra = set(entry) - {"name", "newName", "newTag", "digest"}
+        if extra or not entry.get("name"):
+            raise ValueError(f"{directory}: images entry {entry} not supported by the built-in renderer")
+        for d in docs:
+            if not isinstance(d, dict) or d.get("kind") not in WORKLOAD_KINDS:
+                continue
+            for c in containers(pod_spec(d)):
+                name, tag, digest = split_image(str(c.get("image", "")))
+                if name != entry["name"]:
+                    continue
+                name = entry.get("newName", name)
+                if "digest" in entry:
+                    tag, digest = None, entry["digest"]
+                elif "newTag" in entry:
+                    tag, digest = str(entry["newTag"]), None
+                c["image"] = name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
 
 
 # ---------------------------------------------------------------- helpers
@@ -324,7 +361,8 @@ def check_runtimeclass(ck, name, docs, expect=True):
                  yaml.safe_dump(rc))
 
 
-def check_chat(ck, name, docs):
+def check_chat(ck, name, docs, registry=None):
+    """The chat app; with registry, an overlay pulling its Wasm images from there."""
     namespaced = [d for d in docs if d.get("kind") not in CLUSTER_SCOPED]
     ck.check(all(meta(d).get("namespace") == "chat" for d in namespaced) and find(docs, "Namespace", "chat"),
              f"{name}: everything namespaced is in namespace chat, which it creates",
@@ -337,8 +375,9 @@ def check_chat(ck, name, docs):
         cs = spec.get("containers") or []
         c = cs[0] if cs else {}
         ck.check(spec.get("runtimeClassName") == HANDLER, f"{name}: {svc} runs with runtimeClassName wasmtime")
-        ck.check(c.get("image") == f"localhost/chat/{svc}:latest" and c.get("imagePullPolicy") == "IfNotPresent",
-                 f"{name}: {svc} image localhost/chat/{svc}:latest, imagePullPolicy IfNotPresent", f"{c.get('image')} {c.get('imagePullPolicy')}")
+        image = f"{registry or 'localhost'}/chat/{svc}:latest"
+        ck.check(c.get("image") == image and c.get("imagePullPolicy") == "IfNotPresent",
+                 f"{name}: {svc} image {image}, imagePullPolicy IfNotPresent", f"{c.get('image')} {c.get('imagePullPolicy')}")
         ck.check(c.get("readinessProbe") and c.get("livenessProbe"), f"{name}: {svc} has readiness and liveness probes")
         ck.check(find(docs, "Service", svc), f"{name}: Service {svc} exists")
     missing = []
@@ -350,6 +389,13 @@ def check_chat(ck, name, docs):
                     if not all((r.get(part) or {}).get(x) for x in ("cpu", "memory")):
                         missing.append(f"{meta(d)['name']}/{c['name']}: {part}")
     ck.check(not missing, f"{name}: every container has cpu and memory requests and limits", "\n".join(missing))
+    if registry:
+        wasm = [(meta(d).get("name"), c) for d in docs if d.get("kind") in WORKLOAD_KINDS
+                and pod_spec(d).get("runtimeClassName") == HANDLER for c in containers(pod_spec(d))]
+        elsewhere = [f"{n}/{c.get('name')}: {c.get('image')}" for n, c in wasm if not str(c.get("image", "")).startswith(registry + "/")]
+        ck.check(len(wasm) == len(CHAT_SERVICES) and not elsewhere,
+                 f"{name}: all {len(CHAT_SERVICES)} Wasm containers pull from {registry}, and only Wasm pods run with runtimeClassName wasmtime",
+                 "\n".join(elsewhere) or f"{len(wasm)} containers in wasmtime pods")
 
     mysql = find(docs, "StatefulSet", "mysql")
     ok = len(mysql) == 1
@@ -485,6 +531,7 @@ def parse_args(argv):
     ap.add_argument("--kind-config")
     ap.add_argument("--containerd-snippet", action="append", default=[])
     ap.add_argument("--dockerfile")
+    ap.add_argument("--chat-overlay", action="append", default=[], metavar="NAME=REGISTRY")
     ap.add_argument("--selftest", metavar="REPO", help="check that the checks catch mistakes, on mutated copies of REPO/deploy")
     return ap.parse_args(argv)
 
@@ -512,6 +559,7 @@ def run(a):
         except yaml.YAMLError as e:
             ck.check(False, f"{path}: valid YAML", e)
 
+    overlays = dict(item.partition("=")[::2] for item in a.chat_overlay)
     for name, docs in renders:
         check_documents(ck, name, docs)
         docs = [d for d in docs if isinstance(d, dict)]
@@ -519,7 +567,10 @@ def run(a):
         check_services(ck, name, docs)
         check_env(ck, name, docs)
         base = name.rstrip("/")
-        if base.endswith("deploy/k8s/chat"):
+        if name in overlays:
+            check_runtimeclass(ck, name, docs)
+            check_chat(ck, name, docs, registry=overlays[name])
+        elif base.endswith("deploy/k8s/chat"):
             check_runtimeclass(ck, name, docs)
             check_chat(ck, name, docs)
         elif base.endswith("deploy/k8s/runtimeclass") or base.endswith("runtimeclass.yaml"):

@@ -13,8 +13,8 @@
 #   kind:       kind load image-archive OUTDIR/images/<service>.tar --name CLUSTER
 #   containerd: ctr -n k8s.io images import --platform wasi/wasm OUTDIR/images/<service>.tar
 #
-# or push them to a registry your nodes reach and change the image names
-# (e.g. with `images:` in a kustomize overlay).
+# or push them to a registry your nodes reach (push-images.sh REGISTRY) and
+# deploy an overlay that renames them (registry-overlay.sh REGISTRY OUTDIR).
 set -euo pipefail
 
 if [ "$#" -ne 1 ] || [ -z "$1" ]; then
@@ -26,8 +26,12 @@ mkdir -p "$1"
 OUT=$(cd "$1" && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/target}
 
-echo "==> building wasm-oci"
-(cd "$ROOT" && cargo build --release --locked -p wasm-oci)
+# CHAT_WASM_OCI: a prebuilt wasm-oci (e.g. a dev build) instead of building it.
+W=${CHAT_WASM_OCI:-$CARGO_TARGET_DIR/release/wasm-oci}
+if [ -z "${CHAT_WASM_OCI:-}" ]; then
+    echo "==> building wasm-oci"
+    (cd "$ROOT" && cargo build --release --locked -p wasm-oci)
+fi
 echo "==> building the services and the web UI"
 # build.sh must run in images/services (its .cargo/config.toml sets the
 # wasm32-wasip2 flags) with a target dir of its own.
@@ -39,7 +43,7 @@ mkdir -p "$OUT/images"
 for s in session chat message user truncator gateway; do
     add=()
     [ "$s" != gateway ] || add=(--add "$OUT/wasm/www:/www")
-    "$CARGO_TARGET_DIR/release/wasm-oci" build --module "$OUT/wasm/$s.wasm" \
+    "$W" build --module "$OUT/wasm/$s.wasm" \
         --name "localhost/chat/$s:latest" -o "$OUT/images/$s.tar" "${add[@]}" >/dev/null
     echo "$OUT/images/$s.tar  localhost/chat/$s:latest"
 done
