@@ -11,6 +11,11 @@ platform and builds from Dockerfile.wasm with args that exist in the repo;
 fixed IPs are unique and inside the network's subnet; every URL in an
 environment points at the IP and port of a service that listens there;
 depends_on names exist; healthchecks exist for the Linux services.
+
+With the default path it also checks the overrides next to it
+(compose.registry.yaml, compose.hostnet.yaml): they name only services of
+compose.yaml, and in compose.hostnet.yaml every URL points at 127.0.0.1 and
+a port that a service on the host network listens on.
 """
 import ipaddress
 import os
@@ -31,10 +36,51 @@ def interpolate(text):
     return text.replace("$$", "$")
 
 
+class OverrideLoader(yaml.SafeLoader):
+    """Reads compose's merge tags: `!reset` clears a key, `!override` replaces it."""
+
+
+OverrideLoader.add_constructor("!reset", lambda loader, node: None)
+OverrideLoader.add_constructor(
+    "!override",
+    lambda loader, node: loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
+    else loader.construct_mapping(node) if isinstance(node, yaml.MappingNode)
+    else loader.construct_scalar(node))
+
+
+def load(path):
+    with open(path) as f:
+        # ${CHAT_REGISTRY:?…} has no default: give it one for the checks.
+        text = re.sub(r"\$\{CHAT_REGISTRY:\?[^}]*\}", "registry.invalid", f.read())
+        return yaml.load(interpolate(text), Loader=OverrideLoader)
+
+
+def check_overrides(services, errors):
+    for name in ("compose.registry.yaml", "compose.hostnet.yaml"):
+        over = load(os.path.join(HERE, name))["services"]
+        for svc in over:
+            if svc not in services:
+                errors.append(f"{name}: service {svc} is not in compose.yaml")
+        if name != "compose.hostnet.yaml":
+            continue
+        ports = {}
+        for svc, o in over.items():
+            if o.get("network_mode") != "host":
+                errors.append(f"{name}: {svc} is not on the host network")
+            env = o.get("environment", {})
+            if "LISTEN_PORT" in env:
+                ports[int(env["LISTEN_PORT"])] = svc
+        for svc, o in over.items():
+            for key, value in o.get("environment", {}).items():
+                for m in re.finditer(r"http://([0-9.]+):(\d+)", str(value)):
+                    if m.group(1) != "127.0.0.1" or int(m.group(2)) not in ports:
+                        errors.append(f"{name}: {svc} {key} points at {m.group(1)}:{m.group(2)}, "
+                                      "where no host-network service listens")
+
+
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "compose.yaml")
-    with open(path) as f:
-        doc = yaml.safe_load(interpolate(f.read()))
+    doc = load(path)
     errors = []
     services = doc["services"]
     subnet = ipaddress.ip_network(doc["networks"]["chat"]["ipam"]["config"][0]["subnet"])
@@ -88,6 +134,8 @@ def main():
         for dep in svc.get("depends_on", {}):
             if dep not in services:
                 errors.append(f"{name}: depends_on unknown service {dep}")
+    if len(sys.argv) <= 1:
+        check_overrides(services, errors)
     for e in errors:
         print("error:", e)
     print(f"{path}: {len(services)} services, {len(errors)} problems")

@@ -8,7 +8,7 @@
   oci-image.py image --name NAME --output OUT.tar [--platform OS/ARCH]
                      --layer L.tar.gz ... [--entrypoint JSON] [--cmd JSON]
                      [--env K=V ...] [--volume PATH ...] [--expose PORT/tcp ...]
-                     [--workdir DIR] [--stop-signal SIG]
+                     [--workdir DIR] [--stop-signal SIG] [--user USER[:GROUP]]
       write an OCI image layout tar (oci-layout, index.json, blobs/sha256/*)
       that `ctr images import` accepts (and `docker load` since Docker 25). Layers are listed
       bottom first and must have been written by `layer`.
@@ -115,6 +115,8 @@ def cmd_image(args):
         run["ExposedPorts"] = {p: {} for p in args.expose}
     if args.stop_signal:
         run["StopSignal"] = args.stop_signal
+    if args.user:
+        run["User"] = args.user
     config = {
         "architecture": arch,
         "os": os_name,
@@ -185,6 +187,7 @@ def main():
     ip.add_argument("--expose", action="append", default=[])
     ip.add_argument("--workdir")
     ip.add_argument("--stop-signal")
+    ip.add_argument("--user")
     args = p.parse_args()
     {"layer": cmd_layer, "image": cmd_image}[args.command](args)
 

@@ -55,7 +55,9 @@ fn main() {
         }
         return;
     }
-    if flags.action.is_empty() {
+    // `-info` (containerd 2.x asks before each create) and `delete` are
+    // answered by the shim crate.
+    if flags.action.is_empty() && !flags.info {
         if let Err(e) = runtime.block_on(service::serve(flags)) {
             log::error!("{e:#}");
             eprintln!("{RUNTIME_ID}: {e:#}");
@@ -63,6 +65,5 @@ fn main() {
         }
         return;
     }
-    // `delete` and `-info` are answered by the shim crate.
     runtime.block_on(containerd_shim::asynchronous::run::<service::Service>(RUNTIME_ID, None));
 }

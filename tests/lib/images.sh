@@ -1,5 +1,9 @@
-# Builds the OCI image tars the tests use from the fixtures. Source this file.
-#   build_test_images FIXTURES_DIR OUT_DIR
+# Builds the OCI image tars the tests use from the fixtures, and pushes them
+# to the test registry. Source this file.
+#   build_test_images FIXTURES_DIR OUT_DIR   OUT_DIR/*.tar (imported and
+#       pushed as NAME:latest) and OUT_DIR/registry/NAME@TAG.tar (Wasm
+#       artifact formats, only pushed: containerd 1.6 cannot import them)
+#   push_test_images OUT_DIR REGISTRY        to REGISTRY/test/NAME:TAG
 
 build_test_images() {
     local fx=$1 out=$2 tool="${CARGO_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/target}/release/wasm-oci"
@@ -23,8 +27,37 @@ build_test_images() {
     # A module no other test runs, so the compile-cache test starts cold.
     printf '(module (memory 1) (data (i32.const 0) "cache-probe %s") (func (export "_start")))\n' "$$-$RANDOM" >"$fx/cache-probe.wat"
     img cache-probe "$fx/cache-probe.wat"
+    # A component importing an interface that is not WASI.
+    printf '%s\n' '(component (import "acme:kv/store@1.0.0" (instance (export "get" (func)))))' >"$fx/missing-import-p2.wat"
+    img missing-import-p2 "$fx/missing-import-p2.wat"
+    # Made with the ecosystem's usual toolchains (images/fixtures/README.md).
+    img wstd-http "$fx/wstd-http.wasm"
+    img bindgen-proxy "$fx/bindgen-proxy.wasm"
+    img http-fetch "$fx/http-fetch.wasm"
+    img go-p1 "$fx/go-p1.wasm"
     # Linux images for runc: the pod sandbox and a busybox sidecar.
     bash "$(dirname "${BASH_SOURCE[0]}")/../../images/pause/build.sh" "$fx/pause"
     img pause "$fx/pause" --platform linux/amd64 --file-name pause
     img busybox /bin/busybox --platform linux/amd64 --file-name bin/busybox
+    # OCI Wasm artifacts: the CNCF format and runwasi's older Wasm layers.
+    mkdir -p "$out/registry"
+    artifact() { # NAME TAG MODULE FORMAT
+        "$tool" build --module "$3" --format "$4" --name "localhost/test/$1:$2" -o "$out/registry/$1@$2.tar" >/dev/null
+    }
+    artifact hello artifact "$fx/hello.wasm" artifact
+    artifact http-hello artifact "$fx/http-hello.wasm" artifact
+    artifact hello legacy "$fx/hello.wasm" artifact-legacy
+    artifact probe-p2 legacy "$fx/probe-p2.wasm" artifact-legacy
+}
+
+push_test_images() {
+    local out=$1 registry=$2 tool="${CARGO_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/target}/release/wasm-oci" tar name
+    for tar in "$out"/*.tar; do
+        name=$(basename "$tar" .tar)
+        "$tool" push "$tar" "$registry/test/$name:latest" --plain-http >/dev/null || return 1
+    done
+    for tar in "$out"/registry/*.tar; do
+        name=$(basename "$tar" .tar)
+        "$tool" push "$tar" "$registry/test/${name%@*}:${name#*@}" --plain-http >/dev/null || return 1
+    done
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -13,6 +14,7 @@ pub use k8s_cri::v1;
 pub struct Cri {
     rt: tokio::runtime::Runtime,
     client: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
 }
 
 pub type CriResult<T> = Result<T, tonic::Status>;
@@ -32,7 +34,7 @@ impl Cri {
                     .await
             })
             .expect("connect to containerd's CRI socket");
-        Cri { rt, client: RuntimeServiceClient::new(channel) }
+        Cri { rt, client: RuntimeServiceClient::new(channel.clone()), images: ImageServiceClient::new(channel) }
     }
 
     fn call<T, F>(&mut self, f: impl FnOnce(RuntimeServiceClient<Channel>) -> F) -> CriResult<T>
@@ -43,6 +45,22 @@ impl Cri {
         self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), f(client)).await })
             .map_err(|_| tonic::Status::deadline_exceeded("CRI call took over 60 s"))?
             .map(|r| r.into_inner())
+    }
+
+    /// PullImage, as kubelet sends it for a container's image; the image ref.
+    pub fn pull_image(&mut self, image: &str) -> CriResult<String> {
+        let req = PullImageRequest { image: Some(ImageSpec { image: image.into(), ..Default::default() }), ..Default::default() };
+        let client = self.images.clone();
+        self.rt
+            .block_on(async move { tokio::time::timeout(Duration::from_secs(120), async move { client.clone().pull_image(req).await }).await })
+            .map_err(|_| tonic::Status::deadline_exceeded("PullImage took over 120 s"))?
+            .map(|r| r.into_inner().image_ref)
+    }
+
+    pub fn remove_image(&mut self, image: &str) -> CriResult<()> {
+        let req = RemoveImageRequest { image: Some(ImageSpec { image: image.into(), ..Default::default() }) };
+        let client = self.images.clone();
+        self.rt.block_on(async move { client.clone().remove_image(req).await }).map(|_| ())
     }
 
     pub fn run_pod(&mut self, config: &PodSandboxConfig, handler: &str) -> CriResult<String> {

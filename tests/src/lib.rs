@@ -3,6 +3,7 @@
 //! the way kubelet does.
 
 pub mod cri;
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -34,8 +35,40 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
+/// The reference of a test image: a bare name is one of the images
+/// `tests/run.sh` imported; a full reference (with a registry) is used as is.
 pub fn image(name: &str) -> String {
-    format!("localhost/test/{name}:latest")
+    if name.contains('/') {
+        name.to_string()
+    } else {
+        format!("localhost/test/{name}:latest")
+    }
+}
+
+/// The test registry (`127.0.0.1:PORT`) that `tests/run.sh` started and pushed
+/// the test images to, as `<registry>/test/NAME:TAG`.
+pub fn registry() -> String {
+    std::env::var("E2E_REGISTRY").expect("E2E_REGISTRY is not set: run the end-to-end tests through tests/run.sh")
+}
+
+/// The private containerd's version (`1.6.20`, `2.4.2`), from `ctr version`.
+pub fn containerd_version() -> (u32, u32, u32) {
+    let out = ctr(&["version"]);
+    let text = stdout(&out);
+    let server = text.split("Server:").nth(1).unwrap_or_default();
+    let version = server.lines().find_map(|l| l.trim().strip_prefix("Version:")).unwrap_or_default().trim().trim_start_matches('v');
+    let mut parts = version.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// Whether this containerd unpacks images whose layers are not filesystem
+/// tars (OCI Wasm artifacts): 1.6.25+, 1.7.7+, 2.x.
+pub fn unpacks_wasm_artifacts() -> bool {
+    match containerd_version() {
+        (1, 6, patch) => patch >= 25,
+        (1, 7, patch) => patch >= 7,
+        (major, minor, _) => (major, minor) > (1, 7),
+    }
 }
 
 fn ctr_command(args: &[&str]) -> Command {

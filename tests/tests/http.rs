@@ -3,120 +3,12 @@
 //! SIGTERM and SIGKILL. Traffic goes only to 127.0.0.1; every loop is bounded
 //! in count and time.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use e2e::http::{get, wait_serving, Client, Served};
 use e2e::*;
-
-/// A keep-alive HTTP/1.1 client over one connection.
-struct Client {
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(port: u16) -> std::io::Result<Self> {
-        let stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
-        // A bound on every read: a hung server fails the test instead of hanging it.
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Self { reader: BufReader::new(stream) })
-    }
-
-    /// Sends `GET path`; returns (status, body).
-    fn get(&mut self, path: &str) -> std::io::Result<(u16, String)> {
-        self.send(path)?;
-        self.read_response()
-    }
-
-    fn send(&mut self, path: &str) -> std::io::Result<()> {
-        write!(self.reader.get_mut(), "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    }
-
-    fn read_response(&mut self) -> std::io::Result<(u16, String)> {
-        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
-        }
-        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad(&line))?;
-        let (mut length, mut chunked) = (None, false);
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let (name, value) = header.split_once(':').ok_or_else(|| bad(header))?;
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse::<usize>().ok(),
-                "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
-                _ => {}
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                self.reader.read_line(&mut line)?;
-                let size = usize::from_str_radix(line.trim(), 16).map_err(|_| bad(&line))?;
-                let mut chunk = vec![0; size + 2];
-                self.reader.read_exact(&mut chunk)?;
-                if size == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..size]);
-            }
-        } else {
-            body.resize(length.ok_or_else(|| bad("no content-length"))?, 0);
-            self.reader.read_exact(&mut body)?;
-        }
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    }
-}
-
-/// One request on a connection of its own.
-fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    Client::connect(port)?.get(path)
-}
-
-/// Waits until the server answers `/` (bounded).
-fn wait_serving(port: u16) {
-    let up = wait_until(Duration::from_secs(30), || matches!(get(port, "/"), Ok((200, _))));
-    assert!(up, "nothing served on port {port}; containerd log tail: {}", tail(&containerd_log(), 20));
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// A detached http-hello container on the host network, on a free port.
-struct Served {
-    id: String,
-    port: u16,
-}
-
-impl Served {
-    fn start(extra: &[&str]) -> Self {
-        let id = unique("http");
-        let port = free_port();
-        let env = format!("WASI_HTTP_PORT={port}");
-        let mut opts = vec!["--net-host", "--env", env.as_str()];
-        opts.extend_from_slice(extra);
-        let out = run_detached(&opts, "http-hello", &id, &[]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        wait_serving(port);
-        Self { id, port }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        remove(&self.id);
-    }
-}
 
 /// `ctr run --rm` in the foreground: its exit status is the task's.
 fn run_foreground(id: &str, port: u16) -> Child {
@@ -148,7 +40,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
 
 #[test]
 fn http_hello_serves_fifty_concurrent_keepalive_clients() {
-    let served = Served::start(&[]);
+    let served = Served::start("http-hello", &[]);
     let (clients, requests) = (50, 20);
     let port = served.port;
     let handles: Vec<_> = (0..clients)
@@ -172,7 +64,7 @@ fn http_hello_serves_fifty_concurrent_keepalive_clients() {
 
 #[test]
 fn http_trap_gives_500_and_the_server_keeps_serving() {
-    let served = Served::start(&[]);
+    let served = Served::start("http-hello", &[]);
     let mut client = Client::connect(served.port).unwrap();
     let (status, _) = client.get("/trap").unwrap();
     assert_eq!(status, 500);
@@ -184,7 +76,7 @@ fn http_trap_gives_500_and_the_server_keeps_serving() {
 
 #[test]
 fn http_endless_loop_is_cut_off_and_others_continue() {
-    let served = Served::start(&["--env", "WASI_HTTP_TIMEOUT_MS=1000"]);
+    let served = Served::start("http-hello", &["--env", "WASI_HTTP_TIMEOUT_MS=1000"]);
     // A slow but well-behaved request alongside the looping one is unharmed.
     let port = served.port;
     let neighbour = std::thread::spawn(move || get(port, "/sleep?ms=300"));
@@ -201,7 +93,7 @@ fn http_endless_loop_is_cut_off_and_others_continue() {
 #[test]
 fn http_memory_limit_applies_per_request() {
     let limit = (32u64 << 20).to_string();
-    let served = Served::start(&["--memory-limit", &limit]);
+    let served = Served::start("http-hello", &["--memory-limit", &limit]);
     assert_eq!(get(served.port, "/grow?mib=64").unwrap().0, 500);
     assert_eq!(get(served.port, "/grow?mib=4").unwrap(), (200, "grew 4 MiB\n".into()));
     // Each request starts from a fresh memory: growth does not accumulate.
@@ -213,20 +105,8 @@ fn http_memory_limit_applies_per_request() {
 
 #[test]
 fn http_outbound_plain_http_reaches_loopback() {
-    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let upstream_port = upstream.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = upstream.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
-            head.push(byte[0]);
-        }
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nfrom upstream\n").unwrap();
-        String::from_utf8_lossy(&head).into_owned()
-    });
-    let served = Served::start(&[]);
+    let (upstream_port, server) = e2e::http::upstream_once("from upstream\n");
+    let served = Served::start("http-hello", &[]);
     let (status, body) = get(served.port, &format!("/fetch?port={upstream_port}")).unwrap();
     assert_eq!((status, body.as_str()), (200, "upstream 200\nfrom upstream\n"));
     let head = server.join().unwrap();
@@ -246,7 +126,7 @@ fn http_handler_uses_wasi_sockets_on_loopback() {
         s.write_all(b"pong\n").unwrap();
         String::from_utf8_lossy(&got).into_owned()
     });
-    let served = Served::start(&[]);
+    let served = Served::start("http-hello", &[]);
     let (status, body) = get(served.port, &format!("/tcp?port={upstream_port}")).unwrap();
     assert_eq!((status, body.as_str()), (200, "pong\n"));
     assert_eq!(server.join().unwrap(), "ping\n");

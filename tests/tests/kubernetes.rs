@@ -20,18 +20,29 @@ struct Pod {
 
 impl Pod {
     fn run(name: &str) -> Pod {
+        Self::run_with_dns(name, None)
+    }
+
+    /// A pod whose sandbox gets `dns` (servers, search domains, options), as
+    /// kubelet passes a pod's cluster DNS settings.
+    fn run_with_dns(name: &str, dns: Option<v1::DnsConfig>) -> Pod {
         let name = unique(name);
         let log_dir = std::env::temp_dir().join(format!("e2e-logs-{name}"));
         std::fs::create_dir_all(&log_dir).unwrap();
         let cgroup_parent = format!("/{CGROUP_ROOT}/{name}");
-        let config = pod_config(&name, &log_dir, &cgroup_parent);
+        let mut config = pod_config(&name, &log_dir, &cgroup_parent);
+        config.dns_config = dns;
         let mut cri = Cri::connect();
         let id = cri.run_pod(&config, HANDLER).unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
         Pod { cri, id, config, log_dir, cgroup_parent }
     }
 
+    /// Pulls the image from the test registry (PullImage, as kubelet does
+    /// before creating a container), then creates the container. A full
+    /// reference is pulled as given.
     fn create(&mut self, name: &str, image_name: &str, command: &[&str], env: &[(&str, &str)]) -> String {
-        let mut config = container_config(name, &image(image_name), command, &format!("{name}.log"));
+        let reference = pulled(&mut self.cri, image_name);
+        let mut config = container_config(name, &reference, command, &format!("{name}.log"));
         config.envs = env.iter().map(|(k, v)| v1::KeyValue { key: k.to_string(), value: v.to_string() }).collect();
         self.cri.create_container(&self.id, &config, &self.config).unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
     }
@@ -64,6 +75,13 @@ impl Pod {
         }
         let _ = std::fs::remove_dir_all(&self.log_dir);
     }
+}
+
+/// `<registry>/test/NAME:latest` (or a full reference), pulled through CRI.
+fn pulled(cri: &mut Cri, image_name: &str) -> String {
+    let reference = if image_name.contains('/') { image_name.to_string() } else { format!("{}/test/{image_name}:latest", registry()) };
+    cri.pull_image(&reference).unwrap_or_else(|e| panic!("PullImage {reference}: {e}"));
+    reference
 }
 
 /// The directories of a cgroup path in every v1 hierarchy that has it.
@@ -172,6 +190,61 @@ fn cri_wasi_http_component_serves_the_pod_and_drains_on_stop() {
     assert!(reply.contains(" 200 ") && reply.contains("slept 3000 ms"), "in-flight request was not drained: {reply:?}");
     let status = pod.cri.wait_exited(&server, Duration::from_secs(30));
     assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"), "{status:?}");
+    pod.remove();
+}
+
+#[test]
+fn cri_pull_resolves_the_registry_through_its_hosts_toml() {
+    // The registry speaks plain HTTP: only the hosts.toml in the CRI
+    // plugin's config_path lets PullImage reach it.
+    let mut cri = Cri::connect();
+    let reference = format!("{}/test/hello:latest", registry());
+    let image_ref = cri.pull_image(&reference).unwrap_or_else(|e| panic!("PullImage {reference}: {e}"));
+    assert!(image_ref.starts_with("sha256:"), "{image_ref}");
+    let missing = format!("{}/test/no-such-image:latest", registry());
+    let err = cri.pull_image(&missing).expect_err("pulled an image the registry does not have");
+    assert!(err.message().contains("not found"), "{err}");
+}
+
+/// containerd before 1.6.25 / 1.7.7 cannot unpack a Wasm artifact: there,
+/// checks that PullImage is refused and says so (true); elsewhere false.
+fn refused_by_old_containerd(reference: &str) -> bool {
+    if unpacks_wasm_artifacts() {
+        return false;
+    }
+    let err = Cri::connect().pull_image(reference).expect_err("an old containerd unpacked a Wasm artifact");
+    eprintln!("containerd {:?} refuses {reference}: {err}", containerd_version());
+    true
+}
+
+#[test]
+fn cri_wasm_artifact_module_pod_logs_and_exits() {
+    let reference = format!("{}/test/hello:artifact", registry());
+    if refused_by_old_containerd(&reference) {
+        return;
+    }
+    let mut pod = Pod::run("artifact-p1");
+    // The module is the image's layer 0; the command only names argv.
+    let hello = pod.start("hello", &reference, &["hello", "from-an-artifact"]);
+    let status = pod.cri.wait_exited(&hello, Duration::from_secs(30));
+    assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"), "{status:?}");
+    let log = pod.log("hello");
+    assert!(log.contains(" stdout F hello from wasm") && log.contains(" stdout F argv[1]=from-an-artifact"), "{log:?}");
+    pod.remove();
+}
+
+#[test]
+fn cri_wasm_artifact_pod_is_served() {
+    let reference = format!("{}/test/http-hello:artifact", registry());
+    if refused_by_old_containerd(&reference) {
+        return;
+    }
+    let mut pod = Pod::run("artifact");
+    // CRI needs a command; the artifact's rootfs is empty, so it only names argv[0].
+    let server = pod.start_with_env("web", &reference, &["http-hello"], &[("WASI_HTTP_PORT", "8082")]);
+    assert!(pod.cri.wait_running(&server, Duration::from_secs(30)));
+    let ip = pod.ip();
+    assert!(wait_until(Duration::from_secs(15), || http_get(&ip, 8082, "/").is_some_and(|r| ok_hello(&r))), "nothing answered on {ip}:8082");
     pod.remove();
 }
 
@@ -286,4 +359,67 @@ fn http_get(host: &str, port: u16, path: &str) -> Option<String> {
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     Some(body)
+}
+
+/// The pod network's gateway: the host side of the test's CNI bridge (the
+/// first address of the subnet in the conflist tests/lib/containerd.sh wrote).
+fn pod_network_gateway() -> String {
+    let conflist = std::fs::read_to_string(env().dir.join("cni/10-wasmtime-e2e.conflist")).expect("read the CNI conflist");
+    let subnet = conflist.split("\"subnet\": \"").nth(1).and_then(|r| r.split('"').next()).expect("subnet in the conflist");
+    let base = subnet.split('/').next().unwrap_or_default();
+    let octets: Vec<&str> = base.split('.').collect();
+    format!("{}.{}.{}.1", octets[0], octets[1], octets[2])
+}
+
+/// A process the test started, ended when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn cri_wasm_guests_resolve_cluster_names_with_the_pods_resolv_conf() {
+    let gateway = pod_network_gateway();
+    let dns = v1::DnsConfig {
+        servers: vec![gateway.clone()],
+        searches: vec!["chat.svc.cluster.local".into(), "svc.cluster.local".into(), "cluster.local".into()],
+        options: vec!["ndots:5".into()],
+    };
+    let mut pod = Pod::run_with_dns("dns", Some(dns));
+    // A DNS server in the pod network (on the bridge this pod is attached
+    // to), answering for one Service name, like CoreDNS would.
+    let _dnsmasq = KillOnDrop(std::process::Command::new("dnsmasq")
+        .args(["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces", "--pid-file="])
+        .arg(format!("--listen-address={gateway}"))
+        // NXDOMAIN for the rest of cluster.local, as CoreDNS answers, so the
+        // resolver goes on down the search list.
+        .args(["--port=53", "--address=/message.chat.svc.cluster.local/10.96.0.42", "--address=/cluster.local/", "--log-facility=-"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start dnsmasq"));
+    std::thread::sleep(Duration::from_millis(300));
+    // Short, namespaced and fully qualified names resolve through the search list.
+    for (i, name) in ["message", "message.chat", "message.chat.svc.cluster.local"].iter().enumerate() {
+        let container = format!("resolve{i}");
+        let id = pod.start(&container, "probe-p2", &["/probe-p2.wasm", "resolve", name]);
+        let status = pod.cri.wait_exited(&id, Duration::from_secs(30));
+        let log = pod.log(&container);
+        assert_eq!(status.exit_code, 0, "{name}: {log}");
+        assert!(log.contains(" stdout F 10.96.0.42"), "{name} did not resolve to the Service address: {log}");
+    }
+    // A name the cluster DNS does not know fails, as in a Linux pod.
+    let id = pod.start("unknown", "probe-p2", &["/probe-p2.wasm", "resolve", "nosuchservice"]);
+    let status = pod.cri.wait_exited(&id, Duration::from_secs(30));
+    // (WASI 0.2 exits carry only success or failure: 1.)
+    assert_eq!(status.exit_code, 1, "{}", pod.log("unknown"));
+    assert!(pod.log("unknown").contains("resolve failed"), "{}", pod.log("unknown"));
+    pod.remove();
+    // The bind mounts of the guests' resolver files stayed in their own namespaces.
+    let host_mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    assert!(!host_mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/etc/resolv.conf")), "resolv.conf bind leaked to the host");
 }

@@ -14,6 +14,14 @@ fn version_flag_prints_version() {
 }
 
 #[test]
+fn info_flag_describes_the_runtime() {
+    // containerd 2.x runs `<shim> -info` (options on stdin) before creating a task.
+    let out = std::process::Command::new(env().shim).arg("-info").stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(RUNTIME), "RuntimeInfo names the runtime: {:?}", out.stdout);
+}
+
+#[test]
 fn preview1_module_prints_hello_and_argv() {
     let id = unique("hello");
     let out = run(&[], "hello", &id, &["/hello.wasm", "one", "two words"]);

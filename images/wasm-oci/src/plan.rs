@@ -172,7 +172,7 @@ fn add_manifest<'a>(
 mod tests {
     use super::*;
     use crate::artifact::artifact_image;
-    use crate::image::{sha256_digest, Image, ImageName, ImageSpec};
+    use crate::image::{sha256_digest, Image, ImageName};
     use crate::tar::TarWriter;
 
     fn layout_of(image: &Image) -> Layout {
@@ -180,14 +180,7 @@ mod tests {
     }
 
     fn image() -> Image {
-        let spec = ImageSpec {
-            name: ImageName::parse("localhost/x:v1").unwrap(),
-            entrypoint: "/a.wasm".into(),
-            platform: Platform::wasi(),
-            args: vec![],
-            env: vec![],
-        };
-        Image::new(&spec, vec![7; 512]).unwrap()
+        crate::test_util::sample_image()
     }
 
     #[test]

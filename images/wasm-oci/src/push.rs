@@ -238,17 +238,10 @@ async fn upload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{Image, ImageName, ImageSpec};
+    use crate::image::Image;
 
     fn image() -> Image {
-        let spec = ImageSpec {
-            name: ImageName::parse("localhost/x:v1").unwrap(),
-            entrypoint: "/a.wasm".into(),
-            platform: Platform::wasi(),
-            args: vec![],
-            env: vec![],
-        };
-        Image::new(&spec, vec![7; 512]).unwrap()
+        crate::test_util::sample_image()
     }
 
     #[test]

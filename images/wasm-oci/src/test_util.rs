@@ -1,4 +1,4 @@
-//! Test helpers: a self-cleaning temporary directory.
+//! Test helpers: a self-cleaning temporary directory, a small sample image.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -34,4 +34,17 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// A one-layer `image`-format Wasm image named `localhost/x:v1`.
+pub fn sample_image() -> crate::image::Image {
+    use crate::image::{Image, ImageName, ImageSpec, Platform};
+    let spec = ImageSpec {
+        name: ImageName::parse("localhost/x:v1").expect("valid name"),
+        entrypoint: "/a.wasm".into(),
+        platform: Platform::wasi(),
+        args: vec![],
+        env: vec![],
+    };
+    Image::new(&spec, vec![7; 512]).expect("sample image")
 }

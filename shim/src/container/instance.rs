@@ -27,6 +27,9 @@ const OUTPUT_BUDGET: usize = 64 * 1024;
 /// What a guest needs to start.
 pub struct Launch {
     pub id: String,
+    /// Set for an exec: a further command in the container's sandbox, on a
+    /// thread (and with an Interrupt) of its own.
+    pub exec_id: Option<String>,
     pub engine: Engine,
     pub prepared: Prepared,
     pub caps: Capabilities,
@@ -41,7 +44,11 @@ pub struct Launch {
 pub async fn start(launch: Launch) -> Result<oneshot::Receiver<u32>> {
     let (started_tx, started_rx) = oneshot::channel();
     let (exit_tx, exit_rx) = oneshot::channel();
-    let name = format!("wasm-{}", launch.id.chars().take(10).collect::<String>());
+    // Thread names are cut at 15 bytes; an exec's differs from its container's.
+    let name = match &launch.exec_id {
+        None => format!("wasm-{}", launch.id.chars().take(10).collect::<String>()),
+        Some(exec) => format!("wexec-{}", exec.chars().take(9).collect::<String>()),
+    };
     std::thread::Builder::new()
         .name(name)
         .spawn(move || guest_thread(launch, started_tx, exit_tx))
@@ -54,7 +61,7 @@ fn guest_thread(launch: Launch, started: oneshot::Sender<Result<()>>, exit: ones
     if let Some(cg) = &launch.cgroup {
         cg.add_thread(nix::unistd::gettid().as_raw() as u64);
     }
-    if let Err(e) = crate::host::netns::enter(&launch.caps.network) {
+    if let Err(e) = crate::host::netns::enter(&launch.caps.network).and_then(|()| launch.caps.name_service.enter()) {
         let _ = started.send(Err(e));
         return;
     }
@@ -79,10 +86,15 @@ fn guest_thread(launch: Launch, started: oneshot::Sender<Result<()>>, exit: ones
 }
 
 async fn run(launch: Launch, started: oneshot::Sender<Result<()>>) -> Option<u32> {
-    let Launch { id, engine, prepared, caps, stdio, interrupt, memory_in_use, .. } = launch;
+    let Launch { id, exec_id, engine, prepared, caps, stdio, interrupt, memory_in_use, .. } = launch;
     if let Prepared::Http(plan) = prepared {
         return http::serve(http::Serve { id, plan, caps, stdio, interrupt }, started).await;
     }
+    // What logs call the guest: `container ID` or `container ID exec EXEC`.
+    let id = match exec_id {
+        None => id,
+        Some(exec) => format!("{id} exec {exec}"),
+    };
     let mut builder = match caps.builder() {
         Ok(b) => b,
         Err(e) => {

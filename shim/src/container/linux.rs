@@ -10,15 +10,18 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::Context;
-use containerd_shim::asynchronous::io::{IoTasks, Stdio};
+use containerd_shim::asynchronous::io::{IoTasks, Pty, Stdio};
+use oci_spec::runtime::Process;
 use runc::io::{IoOption, PipedIo};
-use runc::options::{CreateOpts, DeleteOpts, GlobalOpts, KillOpts};
+use runc::options::{CreateOpts, DeleteOpts, ExecOpts, GlobalOpts, KillOpts};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use crate::host::bundle::Bundle;
+use super::exec::Execs;
 use super::{Exit, Status};
 use crate::error::{Result, ShimError};
+use crate::host::bundle::Bundle;
+use crate::host::console::ConsoleSocket;
 
 /// The runc binary, with its state under a root of the shim's choosing.
 #[derive(Clone)]
@@ -55,6 +58,7 @@ pub struct LinuxContainer {
     pub status: Status,
     pub exit: Option<Exit>,
     pub exited: watch::Sender<Option<Exit>>,
+    pub execs: Execs,
 }
 
 impl LinuxContainer {
@@ -69,6 +73,7 @@ impl LinuxContainer {
                 status: Status::Created,
                 exit: None,
                 exited: watch::channel(None).0,
+                execs: Execs::default(),
             }),
             Err(e) => Err((e, bundle)),
         }
@@ -81,44 +86,16 @@ impl LinuxContainer {
             .as_ref()
             .map(|p| (p.user().uid(), p.user().gid()))
             .unwrap_or((0, 0));
-        // The container keeps whatever runc's stdio is: never leave it on a
-        // pipe nobody drains (runc's own output), or create never returns.
-        let pipes = if stdio.is_null() {
-            None
-        } else {
-            let option = IoOption { open_stdin: !stdio.stdin.is_empty(), open_stdout: true, open_stderr: true };
-            Some(Arc::new(PipedIo::new(uid, gid, &option).context("create stdio pipes")?))
-        };
+        let pipes = pipes_for(stdio, uid, gid)?;
         let pid_file = bundle.path.join("init.pid");
-        let io: Arc<dyn runc::asynchronous::Io> = match &pipes {
-            Some(p) => p.clone(),
-            None => Arc::new(runc::io::NullIo::new().context("null io")?),
-        };
-        let opts = CreateOpts::new().io(io).pid_file(&pid_file);
+        let opts = CreateOpts::new().io(runc_io(&pipes)?).pid_file(&pid_file);
         if let Err(e) = runc.logging_to(&bundle.path)?.create(id, &bundle.path, Some(&opts)).await {
             let why = last_runc_error(&bundle.path.join("runc-log.json")).unwrap_or_else(|| e.to_string());
             return Err(ShimError::FailedPrecondition(format!("runc create {id}: {why}")));
         }
-        let pid: u32 = std::fs::read_to_string(&pid_file)
-            .with_context(|| format!("read {}", pid_file.display()))?
-            .trim()
-            .parse()
-            .with_context(|| format!("parse {}", pid_file.display()))?;
+        let pid = read_pid(&pid_file)?;
         let io = IoTasks::default();
-        let wire = || -> anyhow::Result<()> {
-            use runc::asynchronous::Io;
-            let Some(pipes) = &pipes else { return Ok(()) };
-            if let Some(w) = pipes.stdin() {
-                io.copy_from_fifo(&stdio.stdin, w).map_err(|e| anyhow::anyhow!("stdin: {e}"))?;
-            }
-            for (reader, target) in [(pipes.stdout(), &stdio.stdout), (pipes.stderr(), &stdio.stderr)] {
-                if let Some(reader) = reader {
-                    crate::host::stdio::forward(&io, reader, target).map_err(|e| anyhow::anyhow!("{e}"))?;
-                }
-            }
-            Ok(())
-        };
-        if let Err(e) = wire() {
+        if let Err(e) = wire(&io, &pipes, stdio) {
             let _ = runc.0.delete(id, Some(&DeleteOpts { force: true })).await;
             return Err(e.context("connect stdio").into());
         }
@@ -132,6 +109,114 @@ impl LinuxContainer {
         self.exited.send_replace(Some(exit));
         exit
     }
+}
+
+/// Pipes for a process's stdio, unless containerd wants none. The process
+/// keeps whatever runc's stdio is: never leave it on a pipe nobody drains
+/// (runc's own output), or runc never returns.
+fn pipes_for(stdio: &Stdio, uid: u32, gid: u32) -> Result<Option<Arc<PipedIo>>> {
+    if stdio.is_null() {
+        return Ok(None);
+    }
+    let option = IoOption { open_stdin: !stdio.stdin.is_empty(), open_stdout: true, open_stderr: true };
+    Ok(Some(Arc::new(PipedIo::new(uid, gid, &option).context("create stdio pipes")?)))
+}
+
+fn runc_io(pipes: &Option<Arc<PipedIo>>) -> Result<Arc<dyn runc::asynchronous::Io>> {
+    Ok(match pipes {
+        Some(p) => p.clone(),
+        None => Arc::new(runc::io::NullIo::new().context("null io")?),
+    })
+}
+
+/// Copies between the process's pipes and containerd's FIFOs.
+fn wire(io: &IoTasks, pipes: &Option<Arc<PipedIo>>, stdio: &Stdio) -> anyhow::Result<()> {
+    use runc::asynchronous::Io;
+    let Some(pipes) = pipes else { return Ok(()) };
+    if let Some(w) = pipes.stdin() {
+        io.copy_from_fifo(&stdio.stdin, w).map_err(|e| anyhow::anyhow!("stdin: {e}"))?;
+    }
+    for (reader, target) in [(pipes.stdout(), &stdio.stdout), (pipes.stderr(), &stdio.stderr)] {
+        if let Some(reader) = reader {
+            crate::host::stdio::forward(io, reader, target).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn read_pid(pid_file: &Path) -> Result<u32> {
+    let pid = std::fs::read_to_string(pid_file)
+        .with_context(|| format!("read {}", pid_file.display()))?
+        .trim()
+        .parse()
+        .with_context(|| format!("parse {}", pid_file.display()))?;
+    Ok(pid)
+}
+
+/// `runc exec --detach` of `spec` in container `id`: its stdio goes to the
+/// FIFOs `stdio` names through `io`, or, for a terminal, through the pty
+/// master runc hands over (returned, for ResizePty). Returns the process's
+/// pid; it is the shim's child once runc has returned (the shim is a
+/// subreaper), and is reaped with `wait_for_exit`.
+pub async fn exec(runc: &Runc, id: &str, bundle: &Path, exec_id: &str, spec: &Process, stdio: &Stdio, io: &IoTasks) -> Result<(u32, Option<Pty>)> {
+    let pid_file = bundle.join(format!("exec-{exec_id}.pid"));
+    let mut opts = ExecOpts::new().pid_file(&pid_file).detach(true);
+    let (console, pipes) = if stdio.terminal {
+        let console = ConsoleSocket::new()?;
+        opts = opts.console_socket(console.path());
+        (Some(console), None)
+    } else {
+        let pipes = pipes_for(stdio, spec.user().uid(), spec.user().gid())?;
+        opts = opts.io(runc_io(&pipes)?);
+        (None, pipes)
+    };
+    if let Err(e) = runc.logging_to(bundle)?.exec(id, spec, Some(&opts)).await {
+        let why = last_runc_error(&bundle.join("runc-log.json")).unwrap_or_else(|| e.to_string());
+        return Err(ShimError::FailedPrecondition(format!("runc exec {exec_id} in {id}: {why}")));
+    }
+    let pid = read_pid(&pid_file);
+    let _ = std::fs::remove_file(&pid_file);
+    let pid = pid?;
+    let wired = async {
+        let Some(console) = console else {
+            return wire(io, &pipes, stdio).map(|()| None);
+        };
+        let pty = Pty::new(console.receive().await?).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !stdio.stdout.is_empty() {
+            crate::host::stdio::forward(io, Box::new(pty.clone()), &stdio.stdout).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        if !stdio.stdin.is_empty() {
+            io.copy_from_fifo(&stdio.stdin, pty.clone()).map_err(|e| anyhow::anyhow!("stdin: {e}"))?;
+        }
+        Ok(Some(pty))
+    };
+    match wired.await {
+        Ok(pty) => Ok((pid, pty)),
+        Err(e) => {
+            // Started, but unreachable: do not leave it running unseen (or unreaped).
+            signal(pid, libc::SIGKILL as u32).ok();
+            tokio::spawn(wait_for_exit(pid));
+            Err(ShimError::Internal(e.context(format!("exec {exec_id} in {id}: connect stdio"))))
+        }
+    }
+}
+
+/// Sends `signal` to process `pid` (an exec's).
+pub fn signal(pid: u32, signal: u32) -> Result<()> {
+    // 0 and "negative" pids would name process groups.
+    if pid == 0 || pid > i32::MAX as u32 {
+        return Err(ShimError::invalid(format!("no process {pid} to signal")));
+    }
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(pid as libc::pid_t, signal as libc::c_int) } < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ESRCH) => ShimError::NotFound(format!("process {pid} already finished")),
+            Some(libc::EINVAL) => ShimError::invalid(format!("signal {signal} is not a signal")),
+            _ => ShimError::Internal(anyhow::Error::from(e).context(format!("signal process {pid}"))),
+        });
+    }
+    Ok(())
 }
 
 pub async fn start(runc: &Runc, id: &str) -> Result<()> {

@@ -1,7 +1,9 @@
 //! Container lifecycle: a Wasm container (its guest running in this process)
 //! or a Linux container (delegated to runc), with the status machine and
-//! exit record the task API sees for both.
+//! exit record the task API sees for both, and the exec processes each may
+//! have.
 
+pub mod exec;
 pub mod instance;
 pub mod linux;
 pub mod wasm;
@@ -12,6 +14,7 @@ use containerd_shim::asynchronous::io::{IoTasks, Stdio};
 use tokio::sync::watch;
 
 use crate::host::bundle::Bundle;
+use self::exec::{ExecProcess, Execs};
 use self::linux::LinuxContainer;
 use self::wasm::WasmContainer;
 
@@ -86,7 +89,7 @@ impl Container {
     /// A Wasm container runs in the shim; a Linux one is its own process.
     pub fn pid(&self) -> u32 {
         match self {
-            Container::Wasm(_) => std::process::id(),
+            Container::Wasm(c) => c.caps.network.task_pid(),
             Container::Linux(c) => c.pid,
         }
     }
@@ -95,6 +98,24 @@ impl Container {
             Container::Wasm(c) => c.set_exited(code),
             Container::Linux(c) => c.set_exited(code),
         }
+    }
+    pub fn execs(&self) -> &Execs {
+        match self {
+            Container::Wasm(c) => &c.execs,
+            Container::Linux(c) => &c.execs,
+        }
+    }
+    pub fn execs_mut(&mut self) -> &mut Execs {
+        match self {
+            Container::Wasm(c) => &mut c.execs,
+            Container::Linux(c) => &mut c.execs,
+        }
+    }
+    /// The exec process `exec_id`, or NotFound.
+    pub fn exec_mut(&mut self, id: &str, exec_id: &str) -> crate::error::Result<&mut ExecProcess> {
+        self.execs_mut()
+            .get_mut(exec_id)
+            .ok_or_else(|| crate::error::ShimError::NotFound(format!("exec process {exec_id} not found in container {id}")))
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use containerd_shim::asynchronous::io::{IoTasks, Stdio};
 use tokio::sync::watch;
 
+use super::exec::Execs;
 use super::{Exit, Status};
 use crate::error::{Result, ShimError};
 use crate::host::bundle::Bundle;
@@ -28,6 +29,9 @@ pub struct WasmContainer {
     pub exit: Option<Exit>,
     /// What Start needs; taken when the guest starts.
     pub plan: Option<(Prepared, Capabilities)>,
+    /// The sandbox, kept for execs: they run in it too.
+    pub caps: Capabilities,
+    pub execs: Execs,
     pub interrupt: Arc<Interrupt>,
     pub exited: watch::Sender<Option<Exit>>,
     /// The container's cgroup (CPU is accounted per guest thread).
@@ -59,6 +63,8 @@ impl WasmContainer {
                 io: IoTasks::default(),
                 status: Status::Created,
                 exit: None,
+                caps: plan.1.clone(),
+                execs: Execs::default(),
                 plan: Some(plan),
                 interrupt: Arc::default(),
                 exited: watch::channel(None).0,
@@ -82,6 +88,8 @@ impl WasmContainer {
         linkers: &Linkers,
     ) -> Result<(Prepared, Capabilities)> {
         let mut caps = Capabilities::from_spec(&bundle.spec, &bundle.rootfs, scratch)?;
+        // A namespace of its own is made now, so that execs can join it.
+        caps.network = caps.network.held().map_err(|e| ShimError::Internal(e.context(format!("container {id}"))))?;
         let name = &entry.name;
         // An artifact may be run with no args; a program still gets an argv[0].
         if caps.args.is_empty() {

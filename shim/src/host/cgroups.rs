@@ -47,6 +47,14 @@ pub fn for_container(spec: &Spec) -> Result<Option<ContainerCgroup>> {
 pub fn metrics_of(cgroup: &Cgroup) -> anyhow::Result<Metrics> {
     let mut metrics = containerd_shim::cgroup::collect_metrics(cgroup).map_err(|e| anyhow::anyhow!("collect metrics: {e}"))?;
     if !cgroup.v2() {
+        // containerd's CRI tells an OOM kill (reason OOMKilled) by this counter.
+        if let Some(memory) = cgroup.controller_of::<cgroups_rs::fs::memory::MemController>() {
+            let oom = memory.memory_stat().oom_control;
+            let control = metrics.memory_oom_control.mut_or_insert_default();
+            control.oom_kill_disable = oom.oom_kill_disable as u64;
+            control.under_oom = oom.under_oom as u64;
+            control.oom_kill = oom.oom_kill;
+        }
         if let Some(acct) = cgroup.controller_of::<cgroups_rs::fs::cpuacct::CpuAcctController>() {
             let acct = acct.cpuacct();
             let usage = metrics.cpu.mut_or_insert_default().usage.mut_or_insert_default();
@@ -57,6 +65,18 @@ pub fn metrics_of(cgroup: &Cgroup) -> anyhow::Result<Metrics> {
         }
     }
     Ok(metrics)
+}
+
+/// Metrics of the cgroup a spec's `cgroupsPath` names (cgroupfs paths), which
+/// outlives the container's processes: Stats after an exit still answer
+/// (containerd's CRI asks then, to tell an OOM kill).
+pub fn spec_metrics(spec: &Spec) -> Option<anyhow::Result<Metrics>> {
+    let path = spec.linux().as_ref()?.cgroups_path().as_ref()?.to_string_lossy().into_owned();
+    if path.is_empty() || (!path.starts_with('/') && path.contains(':')) {
+        return None;
+    }
+    let cgroup = Cgroup::load(hierarchies::auto(), path.trim_start_matches('/'));
+    Some(metrics_of(&cgroup).with_context(|| format!("cgroup {path}")))
 }
 
 /// Metrics of the cgroup process `pid` is in.

@@ -79,15 +79,7 @@ impl Entrypoint {
     /// Classifies `bytes`; `env` is the container's environment (for `WASI_ENTRY`).
     pub fn classify(name: &str, bytes: Vec<u8>, env: &[(String, String)]) -> Result<Self> {
         let invalid = |why: String| ShimError::invalid(format!("entrypoint {name}: {why}"));
-        let (bytes, format) = match Format::detect(&bytes) {
-            None => return Err(invalid("is not a WebAssembly module or component".into())),
-            Some(Format::Text) => {
-                let binary = wat::parse_bytes(&bytes).map_err(|e| invalid(format!("parse WebAssembly text: {e}")))?.into_owned();
-                let format = Format::detect(&binary).ok_or_else(|| invalid("WebAssembly text produced no module".into()))?;
-                (binary, format)
-            }
-            Some(f) => (bytes, f),
-        };
+        let (bytes, format) = binary(bytes).map_err(invalid)?;
         let kind = match format {
             Format::Module => Kind::Module,
             Format::Native => Kind::Native,
@@ -96,6 +88,47 @@ impl Entrypoint {
             Format::Text => return Err(invalid("WebAssembly text did not produce a binary module".into())),
         };
         Ok(Self { name: name.to_string(), bytes, kind })
+    }
+
+    /// Classifies a file an exec names in a Wasm container: it must be a
+    /// command — a core module, or a component exporting `wasi:cli/run`
+    /// (whatever else it exports). A wasi:http proxy, which has no command
+    /// to run, and a native file are refused with the reason.
+    pub fn classify_command(name: &str, bytes: Vec<u8>) -> Result<Self> {
+        let invalid = |why: String| ShimError::invalid(format!("exec {name}: {why}"));
+        let (bytes, format) = binary(bytes).map_err(invalid)?;
+        let kind = match format {
+            Format::Module => Kind::Module,
+            Format::Component => match exports(&bytes) {
+                Exports { cli_run: true, .. } => Kind::Command,
+                Exports { http_handler: true, .. } => {
+                    return Err(invalid(
+                        "is a wasi:http proxy component (it exports wasi:http/incoming-handler but not wasi:cli/run): there is no command to run".into(),
+                    ))
+                }
+                _ => return Err(invalid("is a component that exports no wasi:cli/run@0.2: there is no command to run".into())),
+            },
+            Format::Native => {
+                return Err(invalid(
+                    "is a native executable; a Wasm container runs only WebAssembly commands (a core module, or a component exporting wasi:cli/run)".into(),
+                ))
+            }
+            Format::Text => return Err(invalid("WebAssembly text did not produce a binary module".into())),
+        };
+        Ok(Self { name: name.to_string(), bytes, kind })
+    }
+}
+
+/// The bytes in binary form (WebAssembly text is converted) and their format.
+fn binary(bytes: Vec<u8>) -> std::result::Result<(Vec<u8>, Format), String> {
+    match Format::detect(&bytes) {
+        None => Err("is not a WebAssembly module or component".into()),
+        Some(Format::Text) => {
+            let binary = wat::parse_bytes(&bytes).map_err(|e| format!("parse WebAssembly text: {e}"))?.into_owned();
+            let format = Format::detect(&binary).ok_or_else(|| "WebAssembly text produced no module".to_string())?;
+            Ok((binary, format))
+        }
+        Some(f) => Ok((bytes, f)),
     }
 }
 
@@ -151,6 +184,11 @@ fn role(exports: &Exports, env: &[(String, String)]) -> std::result::Result<Kind
 /// path out of it: `..` is clamped at the rootfs and symlinks are resolved
 /// against the rootfs, as they would be inside the container.
 pub fn resolve(rootfs: &Path, arg0: &str, cwd: &str, path_env: Option<&str>) -> Result<PathBuf> {
+    resolve_named("entrypoint", rootfs, arg0, cwd, path_env)
+}
+
+/// `resolve`, for what an error calls `what` ("entrypoint", "command").
+pub fn resolve_named(what: &str, rootfs: &Path, arg0: &str, cwd: &str, path_env: Option<&str>) -> Result<PathBuf> {
     if arg0.is_empty() {
         return Err(ShimError::invalid("process.args is empty: the spec names no entrypoint"));
     }
@@ -172,7 +210,7 @@ pub fn resolve(rootfs: &Path, arg0: &str, cwd: &str, path_env: Option<&str>) -> 
         }
     }
     Err(ShimError::NotFound(format!(
-        "entrypoint {arg0:?} not found in the container's rootfs (looked for {})",
+        "{what} {arg0:?} not found in the container's rootfs (looked for {})",
         candidates.join(", ")
     )))
 }
@@ -266,6 +304,23 @@ mod tests {
     }
 
     #[test]
+    fn exec_runs_commands_only() {
+        let command = |bytes: Vec<u8>| Entrypoint::classify_command("/x.wasm", bytes).map(|e| e.kind).map_err(|e| e.to_string());
+        assert_eq!(command(b"(module)".to_vec()), Ok(Kind::Module));
+        assert_eq!(command(component(RUN)), Ok(Kind::Command));
+        // A wstd http_server binary exports both: as an exec it is a command.
+        assert_eq!(command(component(&format!("{HANDLER} {RUN}"))), Ok(Kind::Command));
+        let err = command(component(HANDLER)).unwrap_err();
+        assert!(err.starts_with("exec /x.wasm: is a wasi:http proxy component"), "{err}");
+        let err = command(component("")).unwrap_err();
+        assert!(err.contains("exports no wasi:cli/run"), "{err}");
+        let err = command(b"\x7fELF\x02\x01".to_vec()).unwrap_err();
+        assert!(err.contains("native executable"), "{err}");
+        let err = command(b"MZ nonsense".to_vec()).unwrap_err();
+        assert!(err.contains("not a WebAssembly"), "{err}");
+    }
+
+    #[test]
     fn text_and_garbage() {
         let m = Entrypoint::classify("/m.wat", b"(module)".to_vec(), &[]).unwrap();
         assert_eq!(m.kind, Kind::Module);
@@ -295,6 +350,8 @@ mod tests {
         // Bare names search PATH, then /.
         assert_eq!(resolve(r, "app.wasm", "/", Some("/usr/bin:/bin")).unwrap(), r.join("bin/app.wasm"));
         let err = resolve(r, "/missing.wasm", "/", None).unwrap_err().to_string();
-        assert!(err.contains("missing.wasm") && err.contains("not found"), "{err}");
+        assert!(err.starts_with("entrypoint \"/missing.wasm\" not found"), "{err}");
+        let err = resolve_named("command", r, "/missing.wasm", "/", None).unwrap_err().to_string();
+        assert!(err.starts_with("command \"/missing.wasm\" not found"), "{err}");
     }
 }

@@ -2,5 +2,7 @@
 //! containerd calls: thin methods that delegate to the container layer.
 
 mod events;
+mod exec;
 pub mod service;
 mod task;
+mod ttrpc;

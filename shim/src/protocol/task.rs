@@ -1,23 +1,21 @@
 //! The task service: one thin method per RPC. Each locks the container map
 //! briefly, delegates to the container (a Wasm guest, or a Linux container
 //! run by runc), and publishes the matching event after the lock is released.
+//! Requests that name an exec process go to `exec`; `ttrpc` serves them all.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use async_trait::async_trait;
 use containerd_shim::api::{self, Status as ApiStatus};
 use containerd_shim::asynchronous::io::Stdio;
 use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
-use containerd_shim::protos::shim_async::Task;
 use containerd_shim::protos::topics;
 use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::{TtrpcContext, TtrpcResult};
 
 use containerd_shim::asynchronous::io::IoTasks;
 use containerd_shim::protos::types::task::ProcessInfo;
@@ -29,7 +27,7 @@ use crate::container::wasm::WasmContainer;
 use crate::container::{self, Container, Exit, Status};
 use crate::error::{Result, ShimError};
 use crate::host::bundle::Bundle;
-use crate::host::cgroups::process_metrics;
+use crate::host::cgroups::{process_metrics, spec_metrics};
 use crate::host::content::ImageContent;
 use crate::host::entrypoint::{Entrypoint, Kind};
 use crate::wasm::engine::WasmEngine;
@@ -40,14 +38,18 @@ type Containers = Arc<Mutex<HashMap<String, Container>>>;
 #[derive(Clone)]
 pub struct TaskService {
     containers: Containers,
-    engine: Arc<WasmEngine>,
-    linkers: Arc<Linkers>,
+    pub(super) engine: Arc<WasmEngine>,
+    pub(super) linkers: Arc<Linkers>,
     runc: Option<Runc>,
     content: ImageContent,
-    events: Events,
-    exit: Arc<ExitSignal>,
+    pub(super) events: Events,
+    pub(super) exit: Arc<ExitSignal>,
+    /// Containers being deleted, as State answers for them until Delete
+    /// returns: containerd marks a container exited only then, and its CRI
+    /// may ask in between.
+    deleting: Arc<Mutex<HashMap<String, api::StateResponse>>>,
     /// Signalled by every RPC; the shim trims itself once they stop.
-    activity: Arc<tokio::sync::Notify>,
+    pub(super) activity: Arc<tokio::sync::Notify>,
 }
 
 impl TaskService {
@@ -70,25 +72,30 @@ impl TaskService {
             content,
             events: Events::new(publisher, namespace),
             exit,
+            deleting: Arc::default(),
             activity,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Container>> {
+    fn lock_deleting(&self) -> MutexGuard<'_, HashMap<String, api::StateResponse>> {
+        self.deleting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<String, Container>> {
         self.containers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
+    pub(super) fn with<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
         let mut map = self.lock();
         let c = map.get_mut(id).ok_or_else(|| ShimError::NotFound(format!("container {id} not found")))?;
         f(c)
     }
 
-    fn runc(&self) -> Result<&Runc> {
+    pub(super) fn runc(&self) -> Result<&Runc> {
         self.runc.as_ref().ok_or_else(|| ShimError::FailedPrecondition("runc is not available to run Linux containers".into()))
     }
 
-    async fn create(&self, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
+    pub(super) async fn create(&self, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
         if self.lock().contains_key(&req.id) {
             return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)));
         }
@@ -160,8 +167,10 @@ impl TaskService {
         blocking(move || Entrypoint::classify(&name, layer.bytes, &env)).await
     }
 
-    async fn start(&self, req: api::StartRequest) -> Result<api::StartResponse> {
-        no_exec(&req.exec_id)?;
+    pub(super) async fn start(&self, req: api::StartRequest) -> Result<api::StartResponse> {
+        if !req.exec_id.is_empty() {
+            return self.start_exec(&req.id, &req.exec_id).await;
+        }
         enum Plan {
             Wasm(Launch),
             Linux(u32),
@@ -177,6 +186,7 @@ impl TaskService {
                     c.status = Status::Running;
                     Ok(Plan::Wasm(Launch {
                         id: c.id.clone(),
+                        exec_id: None,
                         engine: self.engine.engine().clone(),
                         prepared,
                         caps,
@@ -204,7 +214,7 @@ impl TaskService {
                     }
                 };
                 tokio::spawn(self.clone().reap_wasm(req.id.clone(), exit_rx));
-                std::process::id()
+                self.with(&req.id, |c| Ok(c.pid()))?
             }
             Plan::Linux(pid) => {
                 linux::start(self.runc()?, &req.id).await?;
@@ -236,7 +246,9 @@ impl TaskService {
         self.record_exit(id, code).await;
     }
 
-    /// Drains the container's output, then marks it stopped and tells containerd.
+    /// Drains the container's output, then marks it stopped and tells
+    /// containerd. Its execs end with it, as they would with a container's
+    /// init under runc.
     async fn record_exit(&self, id: String, code: u32) {
         if let Ok(io) = self.with(&id, |c| Ok(c.io().clone())) {
             io.shutdown().await;
@@ -244,6 +256,7 @@ impl TaskService {
         let exit = self.with(&id, |c| Ok((c.status() != Status::Stopped).then(|| c.set_exited(code))));
         if let Ok(Some(exit)) = exit {
             log::info!("container {id} exited with status {code}");
+            self.stop_execs(&id);
             self.publish_exit(&id, exit).await;
         }
     }
@@ -259,8 +272,10 @@ impl TaskService {
         }).await;
     }
 
-    async fn kill(&self, req: api::KillRequest) -> Result<()> {
-        no_exec(&req.exec_id)?;
+    pub(super) async fn kill(&self, req: api::KillRequest) -> Result<()> {
+        if !req.exec_id.is_empty() {
+            return self.kill_exec(&req.id, &req.exec_id, req.signal).await;
+        }
         enum Action {
             Interrupt,
             Exited(Exit, IoTasks),
@@ -296,22 +311,36 @@ impl TaskService {
         Ok(())
     }
 
-    async fn delete(&self, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
-        no_exec(&req.exec_id)?;
+    pub(super) async fn delete(&self, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
+        if !req.exec_id.is_empty() {
+            return self.delete_exec(&req.id, &req.exec_id).await;
+        }
+        let deletable = |c: &Container| match c.status().can_delete() {
+            true => Ok(()),
+            false => Err(ShimError::FailedPrecondition(format!("container {} is running; kill it first", req.id))),
+        };
+        self.with(&req.id, |c| deletable(c))?;
+        // Nothing of the container may outlive it: not a Wasm exec's thread
+        // in its cgroup and rootfs either.
+        self.end_execs(&req.id).await;
+        let state = self.state(&api::StateRequest { id: req.id.clone(), ..Default::default() })?;
         let entry = {
             let mut map = self.lock();
             let c = map.get(&req.id).ok_or_else(|| ShimError::NotFound(format!("container {} not found", req.id)))?;
-            if !c.status().can_delete() {
-                return Err(ShimError::FailedPrecondition(format!("container {} is running; kill it first", req.id)));
-            }
+            deletable(c)?;
+            self.lock_deleting().insert(req.id.clone(), state);
             map.remove(&req.id).ok_or_else(|| ShimError::NotFound(req.id.clone()))?
         };
+        let _listed = Deleting { service: self, id: &req.id };
         if let Container::Linux(_) = &entry {
             if let Err(e) = linux::delete(self.runc()?, &req.id).await {
                 log::warn!("delete {}: {e}", req.id);
             }
         }
         entry.io().abort().await;
+        for exec in entry.execs().values() {
+            exec.io.abort().await;
+        }
         let exit = entry.exit().unwrap_or(Exit { code: 128 + libc::SIGKILL as u32, at: SystemTime::now() });
         let pid = entry.pid();
         let released = blocking(move || {
@@ -340,14 +369,15 @@ impl TaskService {
         Ok(api::DeleteResponse { pid, exit_status: exit.code, exited_at: MessageField::some(timestamp(exit.at)), ..Default::default() })
     }
 
-    fn state(&self, req: &api::StateRequest) -> Result<api::StateResponse> {
-        no_exec(&req.exec_id)?;
+    pub(super) fn state(&self, req: &api::StateRequest) -> Result<api::StateResponse> {
+        if !req.exec_id.is_empty() {
+            return self.state_exec(&req.id, &req.exec_id);
+        }
+        if let Some(state) = self.lock_deleting().get(&req.id) {
+            return Ok(state.clone());
+        }
         self.with(&req.id, |c| {
-            let status = match c.status() {
-                Status::Created => ApiStatus::CREATED,
-                Status::Running => ApiStatus::RUNNING,
-                Status::Stopped => ApiStatus::STOPPED,
-            };
+            let status = api_status(c.status());
             let stdio = c.stdio();
             Ok(api::StateResponse {
                 id: req.id.clone(),
@@ -365,28 +395,31 @@ impl TaskService {
         })
     }
 
-    async fn wait(&self, req: api::WaitRequest) -> Result<api::WaitResponse> {
-        no_exec(&req.exec_id)?;
-        let mut rx = self.with(&req.id, |c| Ok(c.exited().subscribe()))?;
+    pub(super) async fn wait(&self, req: api::WaitRequest) -> Result<api::WaitResponse> {
+        let mut rx = self.with(&req.id, |c| match req.exec_id.as_str() {
+            "" => Ok(c.exited().subscribe()),
+            exec_id => Ok(c.exec_mut(&req.id, exec_id)?.exited.subscribe()),
+        })?;
         let exit = loop {
             if let Some(exit) = *rx.borrow_and_update() {
                 break exit;
             }
             if rx.changed().await.is_err() {
-                return Err(ShimError::NotFound(format!("container {} was deleted", req.id)));
+                let what = if req.exec_id.is_empty() { format!("container {}", req.id) } else { format!("exec process {}", req.exec_id) };
+                return Err(ShimError::NotFound(format!("{what} was deleted")));
             }
         };
         Ok(api::WaitResponse { exit_status: exit.code, exited_at: MessageField::some(timestamp(exit.at)), ..Default::default() })
     }
 
-    async fn pids(&self, req: &api::PidsRequest) -> Result<api::PidsResponse> {
+    pub(super) async fn pids(&self, req: &api::PidsRequest) -> Result<api::PidsResponse> {
         let (pid, linux) = self.with(&req.id, |c| Ok((c.pid(), matches!(c, Container::Linux(_)))))?;
         let pids = if linux { linux::pids(self.runc()?, &req.id).await? } else { vec![pid] };
         let processes = pids.into_iter().map(|pid| ProcessInfo { pid, ..Default::default() }).collect();
         Ok(api::PidsResponse { processes, ..Default::default() })
     }
 
-    fn stats(&self, req: &api::StatsRequest) -> Result<api::StatsResponse> {
+    pub(super) fn stats(&self, req: &api::StatsRequest) -> Result<api::StatsResponse> {
         let metrics = self.with(&req.id, |c| match c {
             Container::Wasm(c) => {
                 let mut metrics = match &c.cgroup {
@@ -400,23 +433,27 @@ impl TaskService {
                 usage.usage = usage.usage.max(linear);
                 Ok(metrics)
             }
-            Container::Linux(c) => Ok(process_metrics(c.pid)?),
+            // The spec's cgroup outlives the processes: Stats after the exit
+            // still answer (containerd's CRI asks then, to tell an OOM kill).
+            Container::Linux(c) => Ok(spec_metrics(&c.bundle.spec).unwrap_or_else(|| process_metrics(c.pid))?),
         })?;
         let any = containerd_shim::util::convert_to_any(Box::new(metrics)).map_err(|e| anyhow::anyhow!("encode metrics: {e}"))?;
         Ok(api::StatsResponse { stats: MessageField::some(any), ..Default::default() })
     }
 
-    fn close_io(&self, req: &api::CloseIORequest) -> Result<()> {
-        no_exec(&req.exec_id)?;
+    pub(super) fn close_io(&self, req: &api::CloseIORequest) -> Result<()> {
         self.with(&req.id, |c| {
-            c.io().close_input();
+            match req.exec_id.as_str() {
+                "" => c.io().close_input(),
+                exec_id => c.exec_mut(&req.id, exec_id)?.io.close_input(),
+            }
             Ok(())
         })
     }
 
     /// Pause, Resume and Update are runc's for Linux containers; Wasm
     /// containers do not support them (see the README).
-    fn linux_only(&self, id: &str, op: &'static str) -> Result<()> {
+    pub(super) fn linux_only(&self, id: &str, op: &'static str) -> Result<()> {
         match self.with(id, |c| Ok(matches!(c, Container::Linux(_))))? {
             true => Ok(()),
             false => Err(ShimError::Unimplemented(op)),
@@ -425,7 +462,7 @@ impl TaskService {
 }
 
 /// Runs blocking work (mounts, file reads, compiles) off the RPC threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ShimError::Internal(anyhow::anyhow!("blocking task failed: {e}")))?
 }
 
@@ -435,119 +472,27 @@ fn release(bundle: &Bundle) {
     }
 }
 
-fn no_exec(exec_id: &str) -> Result<()> {
-    if exec_id.is_empty() {
-        Ok(())
-    } else {
-        Err(ShimError::NotFound(format!("exec process {exec_id} not found: exec is not supported for Wasm containers")))
+pub(super) fn api_status(status: Status) -> ApiStatus {
+    match status {
+        Status::Created => ApiStatus::CREATED,
+        Status::Running => ApiStatus::RUNNING,
+        Status::Stopped => ApiStatus::STOPPED,
     }
 }
 
-fn timestamp(t: SystemTime) -> Timestamp {
+pub(super) fn timestamp(t: SystemTime) -> Timestamp {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32, ..Default::default() }
 }
 
-#[async_trait]
-impl Task for TaskService {
-    async fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> TtrpcResult<api::CreateTaskResponse> {
-        self.activity.notify_one();
-        Ok(TaskService::create(self, req).await?)
-    }
+/// Keeps a container's last state listed while its Delete runs.
+struct Deleting<'a> {
+    service: &'a TaskService,
+    id: &'a str,
+}
 
-    async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
-        self.activity.notify_one();
-        Ok(TaskService::start(self, req).await?)
-    }
-
-    async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
-        self.activity.notify_one();
-        Ok(TaskService::state(self, &req)?)
-    }
-
-    async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
-        self.activity.notify_one();
-        Ok(TaskService::wait(self, req).await?)
-    }
-
-    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
-        self.activity.notify_one();
-        TaskService::kill(self, req).await?;
-        Ok(api::Empty::default())
-    }
-
-    async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
-        self.activity.notify_one();
-        Ok(TaskService::delete(self, req).await?)
-    }
-
-    async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
-        self.activity.notify_one();
-        Ok(TaskService::pids(self, &req).await?)
-    }
-
-    async fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
-        self.activity.notify_one();
-        Ok(TaskService::stats(self, &req)?)
-    }
-
-    async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
-        self.activity.notify_one();
-        TaskService::close_io(self, &req)?;
-        Ok(api::Empty::default())
-    }
-
-    async fn connect(&self, _ctx: &TtrpcContext, _req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
-        self.activity.notify_one();
-        let pid = std::process::id();
-        Ok(api::ConnectResponse { shim_pid: pid, task_pid: pid, version: env!("CARGO_PKG_VERSION").into(), ..Default::default() })
-    }
-
-    async fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
-        self.activity.notify_one();
-        if self.lock().is_empty() {
-            log::info!("no containers left; shutting down");
-            self.exit.signal();
-        }
-        Ok(api::Empty::default())
-    }
-
-    async fn exec(&self, _ctx: &TtrpcContext, _req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
-        self.activity.notify_one();
-        Err(ShimError::Unimplemented("Exec").into())
-    }
-
-    async fn resize_pty(&self, _ctx: &TtrpcContext, _req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
-        self.activity.notify_one();
-        Err(ShimError::Unimplemented("ResizePty (Wasm containers have no terminal)").into())
-    }
-
-    async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
-        self.activity.notify_one();
-        self.linux_only(&req.id, "Pause of a Wasm container")?;
-        linux::pause(self.runc()?, &req.id).await?;
-        Ok(api::Empty::default())
-    }
-
-    async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
-        self.activity.notify_one();
-        self.linux_only(&req.id, "Resume of a Wasm container")?;
-        linux::resume(self.runc()?, &req.id).await?;
-        Ok(api::Empty::default())
-    }
-
-    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: api::CheckpointTaskRequest) -> TtrpcResult<api::Empty> {
-        self.activity.notify_one();
-        Err(ShimError::Unimplemented("Checkpoint").into())
-    }
-
-    async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
-        self.activity.notify_one();
-        self.linux_only(&req.id, "Update of a Wasm container")?;
-        // containerd sends the resources as JSON inside an Any.
-        let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&req.resources.value)
-            .map_err(|e| ShimError::invalid(format!("update {}: bad resources: {e}", req.id)))?;
-        linux::update(self.runc()?, &req.id, &resources).await?;
-        Ok(api::Empty::default())
+impl Drop for Deleting<'_> {
+    fn drop(&mut self) {
+        self.service.lock_deleting().remove(self.id);
     }
 }

@@ -122,25 +122,41 @@ impl WasmEngine {
             return Ok(hit.clone());
         }
         let started = Instant::now();
-        let (compiled, outcome) = match kind {
-            Kind::Module => self.cache.get_or_compile(
-                &key,
-                || wt(engine.precompile_module(bytes)).context("compile module"),
-                // SAFETY: the file was written by `precompile_module` of an
-                // engine with this configuration hash, and its checksum was
-                // verified by the cache just before this call.
-                |_, file| wt(unsafe { Module::deserialize_open_file(engine, file) }).map(Compiled::Module),
-            )?,
-            Kind::Command | Kind::Proxy => self.cache.get_or_compile(
-                &key,
-                || wt(engine.precompile_component(bytes)).context("compile component"),
-                // SAFETY: as above.
-                |path, _| {
-                    let component = wt(unsafe { Component::deserialize_file(engine, path) })?;
-                    Ok(if proxy { Compiled::Proxy(component) } else { Compiled::Command(component) })
-                },
-            )?,
-            Kind::Native => anyhow::bail!("not a WebAssembly module or component"),
+        if kind == Kind::Native {
+            anyhow::bail!("not a WebAssembly module or component");
+        }
+        // What this call compiled, so that a cache that cannot hold or map it
+        // (unwritable, full, mounted noexec) costs no second compile.
+        let produced = std::cell::RefCell::new(None::<Vec<u8>>);
+        let compile_failed = std::cell::Cell::new(false);
+        let compile = || {
+            let code = precompile(engine, kind, bytes).inspect_err(|_| compile_failed.set(true))?;
+            *produced.borrow_mut() = Some(code.clone());
+            Ok(code)
+        };
+        // SAFETY (both loads): the code was written by `precompile` of an
+        // engine with this configuration hash (the key says so), and its
+        // checksum was verified by the cache just before this call.
+        let cached = self.cache.get_or_compile(&key, compile, |path, file| match kind {
+            Kind::Module => wt(unsafe { Module::deserialize_open_file(engine, file) }).map(Compiled::Module),
+            _ => wt(unsafe { Component::deserialize_file(engine, path) }).map(|c| compiled_component(c, proxy)),
+        });
+        let (compiled, outcome) = match cached {
+            Ok(found) => found,
+            Err(e) if compile_failed.get() => return Err(e),
+            Err(e) => {
+                log::warn!("compile cache {} unusable ({e:#}): keeping sha256:{digest}'s code in memory", self.cache.dir().display());
+                let code = match produced.into_inner() {
+                    Some(code) => code,
+                    None => precompile(engine, kind, bytes)?,
+                };
+                // SAFETY: `code` is what `precompile` of this engine just produced.
+                let compiled = match kind {
+                    Kind::Module => wt(unsafe { Module::deserialize(engine, &code) }).map(Compiled::Module)?,
+                    _ => wt(unsafe { Component::deserialize(engine, &code) }).map(|c| compiled_component(c, proxy))?,
+                };
+                (compiled, Outcome::Compiled)
+            }
         };
         match outcome {
             Outcome::Compiled => log::info!(
@@ -161,13 +177,48 @@ impl WasmEngine {
     }
 }
 
-/// Where compiled code lives: `$CONTAINERD_SHIM_WASMTIME_CACHE_DIR`, or the
-/// shim's state directory.
-pub fn cache_dir_for(bundle: &std::path::Path) -> PathBuf {
-    match std::env::var_os("CONTAINERD_SHIM_WASMTIME_CACHE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => crate::host::bundle::state_dir_for(bundle).join("compile-cache"),
+/// Native code for a binary module or component.
+fn precompile(engine: &Engine, kind: Kind, bytes: &[u8]) -> Result<Vec<u8>> {
+    match kind {
+        Kind::Module => wt(engine.precompile_module(bytes)).context("compile module"),
+        _ => wt(engine.precompile_component(bytes)).context("compile component"),
     }
+}
+
+fn compiled_component(component: Component, proxy: bool) -> Compiled {
+    if proxy {
+        Compiled::Proxy(component)
+    } else {
+        Compiled::Command(component)
+    }
+}
+
+/// Where compiled code is cached when containerd's state directory is on a
+/// filesystem mounted noexec (systemd mounts `/run` so): containerd's
+/// default root.
+const NOEXEC_FALLBACK_CACHE: &str = "/var/lib/containerd/io.containerd.wasmtime.v1/compile-cache";
+
+/// Where compiled code lives: `$CONTAINERD_SHIM_WASMTIME_CACHE_DIR`, else
+/// beside containerd's state, unless code cannot be mapped executable
+/// there; then containerd's default root.
+pub fn cache_dir_for(bundle: &std::path::Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("CONTAINERD_SHIM_WASMTIME_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let beside_state = crate::host::bundle::state_dir_for(bundle).join("compile-cache");
+    if allows_exec(&beside_state) {
+        beside_state
+    } else {
+        PathBuf::from(NOEXEC_FALLBACK_CACHE)
+    }
+}
+
+/// Whether the filesystem holding `path` (or its nearest existing ancestor)
+/// lets files be mapped executable.
+fn allows_exec(path: &std::path::Path) -> bool {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let existing = path.ancestors().find(|p| p.exists()).unwrap_or(std::path::Path::new("/"));
+    statvfs(existing).map(|st| !st.flags().contains(FsFlags::ST_NOEXEC)).unwrap_or(true)
 }
 
 #[cfg(test)]
@@ -220,6 +271,33 @@ mod tests {
         let e = WasmEngine::new(dir.path().to_path_buf()).unwrap();
         let Err(err) = e.load(b"\0asm\x01\0\0\0\xff\xff\xff", Kind::Module) else { panic!("garbage compiled") };
         assert!(format!("{err:#}").contains("compile module"), "{err:#}");
+    }
+
+    #[test]
+    fn an_unusable_cache_still_gives_code() {
+        // A regular file where the cache directory should be: nothing can be
+        // stored, yet the module compiles (once) and runs.
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("not-a-dir");
+        std::fs::write(&blocked, b"x").unwrap();
+        let e = WasmEngine::new(blocked).unwrap();
+        assert!(matches!(e.load(&exit7(), Kind::Module).unwrap(), Compiled::Module(_)));
+        // Broken Wasm is still reported as such, not as a cache problem.
+        let Err(err) = e.load(b"\0asm\x01\0\0\0\xff\xff\xff", Kind::Module) else { panic!("garbage compiled") };
+        assert!(format!("{err:#}").contains("compile module"), "{err:#}");
+    }
+
+    #[test]
+    fn noexec_filesystems_are_detected() {
+        use nix::mount::{mount, umount, MsFlags};
+        let dir = tempfile::tempdir().unwrap();
+        assert!(allows_exec(dir.path()));
+        // A tmpfs mounted noexec, as systemd mounts /run (needs root, as the shim does).
+        mount(Some("tmpfs"), dir.path(), Some("tmpfs"), MsFlags::MS_NOEXEC, None::<&str>).expect("mount a noexec tmpfs");
+        let not_yet_created = dir.path().join("io.containerd.wasmtime.v1/compile-cache");
+        let noexec = allows_exec(&not_yet_created);
+        umount(dir.path()).unwrap();
+        assert!(!noexec);
     }
 
     #[test]

@@ -55,8 +55,11 @@ impl Interrupt {
 pub struct MemoryLimit {
     id: String,
     limit: Option<u64>,
-    /// Linear memory in use, shared with the container for Stats.
+    /// Linear memory in use, shared with the container for Stats (its init
+    /// and its execs add to it; each gives back what it was granted when its
+    /// store is dropped).
     in_use: Arc<AtomicU64>,
+    granted: u64,
 }
 
 impl MemoryLimit {
@@ -66,7 +69,13 @@ impl MemoryLimit {
 
     /// A limit that adds what it grants to `in_use`.
     pub fn counting(id: &str, limit: Option<u64>, in_use: Arc<AtomicU64>) -> Self {
-        Self { id: id.to_string(), limit, in_use }
+        Self { id: id.to_string(), limit, in_use, granted: 0 }
+    }
+}
+
+impl Drop for MemoryLimit {
+    fn drop(&mut self) {
+        self.in_use.fetch_sub(self.granted, Ordering::Relaxed);
     }
 }
 
@@ -81,7 +90,9 @@ impl ResourceLimiter for MemoryLimit {
                 Ok(false)
             }
             _ => {
-                self.in_use.fetch_add(desired.saturating_sub(current) as u64, Ordering::Relaxed);
+                let grown = desired.saturating_sub(current) as u64;
+                self.granted += grown;
+                self.in_use.fetch_add(grown, Ordering::Relaxed);
                 Ok(true)
             }
         }
@@ -170,4 +181,22 @@ pub fn new_store<T: Host>(engine: &Engine, host: T) -> Store<T> {
         None => Ok(UpdateDeadline::Continue(1)),
     });
     store
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_in_use_is_shared_and_given_back() {
+        let in_use = Arc::new(AtomicU64::new(0));
+        let mut init = MemoryLimit::counting("c", Some(1 << 20), in_use.clone());
+        let mut exec = MemoryLimit::counting("c", Some(1 << 20), in_use.clone());
+        assert!(init.memory_growing(0, 65536, None).unwrap());
+        assert!(exec.memory_growing(0, 131072, None).unwrap());
+        assert!(!exec.memory_growing(131072, 2 << 20, None).unwrap(), "over the limit");
+        assert_eq!(in_use.load(Ordering::Relaxed), 196608);
+        drop(exec);
+        assert_eq!(in_use.load(Ordering::Relaxed), 65536, "an ended exec gives its memory back");
+    }
 }

@@ -9,6 +9,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::error::{Result, ShimError};
+use crate::host::dns::NameService;
 use crate::host::netns::Network;
 
 /// Kernel filesystems an OCI spec lists as mounts; a guest never gets them.
@@ -28,6 +29,8 @@ pub struct Capabilities {
     pub env: Vec<(String, String)>,
     pub preopens: Vec<Preopen>,
     pub network: Network,
+    /// The resolver files the spec binds (a pod's), for the guest's lookups.
+    pub name_service: NameService,
     /// Per-instance bound on linear memory, from `linux.resources.memory.limit`.
     pub memory_limit: Option<u64>,
 }
@@ -71,7 +74,7 @@ impl Capabilities {
             .and_then(|m| m.limit())
             .filter(|l| *l > 0)
             .map(|l| l as u64);
-        Ok(Self { args, env, preopens, network, memory_limit })
+        Ok(Self { args, env, preopens, network, name_service: NameService::from_spec(spec), memory_limit })
     }
 
     /// The WASI context builder for these capabilities (stdio is added by the caller).
