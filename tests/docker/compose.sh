@@ -72,6 +72,7 @@ compose_checks() {
         ok "compose: GET /api/sessions through the gateway: 201, session $session"
     else
         not_ok "compose: GET /api/sessions: HTTP $code, body $(head -c 200 "$WORK/compose-body" 2>/dev/null)"
+        dc 30 logs --tail 15 session gateway 2>&1 | sed 's/^/    /' || true
     fi
     code=$(compose_http GET "$base/")
     if [ "$code" = 200 ] && grep -qi '<html' "$WORK/compose-body"; then

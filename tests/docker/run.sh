@@ -147,10 +147,8 @@ echo "==> dockerd in $WORK/docker"
 # any) does not apply. Docker 29 gives every container a time namespace,
 # which Debian 12's runc 1.1.5 rejects ("namespace {"time" ""} does not
 # exist"): the feature flag turns that off. No iptables and no default
-# bridge: the test must not change the host's firewall or links, and on a
-# bridge Docker would configure the shim's network namespace, the host's,
-# for a Wasm container (README.md). Wasm containers use the default network
-# (no interfaces without a bridge) or --network host.
+# default bridge: the test must not change the host's firewall; the bridge
+# network check makes a bridge of its own and removes it.
 echo '{"features": {"time-namespaces": false}}' >"$WORK/docker/daemon.json"
 # The shim is deliberately not on dockerd's PATH: containerd resolves the
 # runtime name to a binary on its own PATH. DOCKERD_ONLY_SECRET must not
@@ -253,6 +251,33 @@ else
     not_ok "docker logs: the container did not run to exit 0"
 fi
 dkt 30 rm -f logs >/dev/null 2>&1 || true
+
+# A Wasm container on a Docker bridge network. Docker configures the
+# network namespace at /proc/<task pid>/ns/net: it must be the container's
+# (the shim reports a thread parked in it), never the host's. The bridge
+# and its subnet are this test's own; --iptables=false leaves the firewall.
+if dkt 30 network create --driver bridge -o com.docker.network.bridge.name=wdk-e2e0 \
+    --subnet 10.226.0.0/24 e2enet >/dev/null 2>&1 &&
+    dkt 60 run -d --name br --network e2enet --runtime=$RUNTIME --platform wasi/wasm \
+        -e WASI_HTTP_PORT=8080 "$REGISTRY/test/http-hello:latest" >/dev/null 2>&1; then
+    ip_addr=$(dk inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' br 2>/dev/null) || ip_addr=
+    body=
+    for i in $(seq 1 100); do
+        [ -n "$ip_addr" ] && body=$(curl -s --max-time 2 "http://$ip_addr:8080/" 2>/dev/null) && [ -n "$body" ] && break
+        sleep 0.1
+    done
+    # The host holds the bridge's address only; the container's is not on it.
+    host_addrs=$(ip -o -4 addr show | awk '$4 ~ /^10\.226\.0\./ {print $2 "=" $4}' | tr '\n' ' ')
+    if [ "$body" = "hello from wasi:http" ] && [ "$host_addrs" = "wdk-e2e0=10.226.0.1/24 " ]; then
+        ok "bridge network: the Wasm container answers on $ip_addr:8080; the host holds only the bridge's address"
+    else
+        not_ok "bridge network: ip '$ip_addr', body '$body', host's addresses in the subnet: $host_addrs"
+    fi
+else
+    not_ok "bridge network: network create or run failed: $(tail -n 3 "$WORK/docker/dockerd.log" | tr '\n' ' ')"
+fi
+dkt 30 rm -f br >/dev/null 2>&1 || true
+dkt 30 network rm e2enet >/dev/null 2>&1 || true
 
 # A Linux container under runc next to the Wasm ones, same daemon.
 check "docker load + run of a linux/amd64 image (runc)" dkt 60 load -q -i "$WORK/images/busybox.tar"

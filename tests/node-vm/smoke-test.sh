@@ -2,7 +2,8 @@
 # Installs the shim into a fresh node VM the way users do (copy the binary and
 # deploy/node-installer/ in, run install.sh on the node) and checks the node:
 # systemd is PID 1, cgroup v2, containerd active, the CRI plugin loads, and a
-# Wasm container exits with its own status through `ctr run`.
+# Wasm container exits with its own status through `ctr run`; then uninstalls
+# and checks that Debian's packaged config is back and the CRI plugin loads.
 #
 #   tests/node-vm/smoke-test.sh
 #
@@ -69,6 +70,9 @@ guest_is "PID 1 is systemd" systemd ps -o comm= -p 1
 guest_is "cgroup v2 unified (/sys/fs/cgroup is cgroup2fs)" cgroup2fs stat -fc %T /sys/fs/cgroup
 guest_is "containerd active before install" active systemctl is-active containerd
 guest_is "CRI plugin loads before install" ok sh -c "ctr plugins ls | awk '\$2 == \"cri\" {print \$4}'"
+# The installer's tests use this file as a fixture; it must be what the node has.
+guest_is "containerd's config is Debian's packaged one (tests/deploy/fixtures/debian-stock.toml)" \
+    "$(md5sum <"$ROOT/tests/deploy/fixtures/debian-stock.toml" | cut -d' ' -f1)" sh -c 'md5sum </etc/containerd/config.toml | cut -d" " -f1'
 
 # --- install as users do ----------------------------------------------------
 t=$(now)
@@ -88,6 +92,13 @@ guest_is "containerd active after install" active systemctl is-active containerd
 guest_is "shim installed on containerd's PATH" /usr/local/bin/containerd-shim-wasmtime-v1 sh -c 'command -v containerd-shim-wasmtime-v1'
 guest_is "handler registered in /etc/containerd/config.toml" 1 grep -c 'runtimes.wasmtime]' /etc/containerd/config.toml
 guest_is "CRI plugin loads after install" ok sh -c "ctr plugins ls | awk '\$2 == \"cri\" {print \$4}'"
+if printf '%s\n' "$out" | grep -q 'CRI plugin ok after the restart'; then
+    pass "install.sh checked the CRI plugin after the restart"
+else
+    fail "install.sh checked the CRI plugin after the restart" "$(printf '%s\n' "$out" | tail -n 5)"
+fi
+guest_is "containerd's config dump has runc (default_runtime_name) and the handler" "1 1" sh -c \
+    "containerd config dump 2>/dev/null | grep -cF 'runtimes.runc]' | tr '\n' ' '; containerd config dump 2>/dev/null | grep -cF 'runtimes.wasmtime]'"
 guest_is "re-run of install.sh changes nothing" "restart: not needed (containerd's config is unchanged)" sh -c \
     "/root/wasmtime/node-installer/install.sh --shim /root/wasmtime/containerd-shim-wasmtime-v1 | grep -o 'restart: .*'"
 
@@ -117,6 +128,22 @@ for n in 1 2; do
     echo "time: ctr run #$n (exit $rc) $(secs "$t" "$(now)") s"
     if [ "$rc" = 7 ]; then pass "ctr run #$n exits with the module's status 7"; else fail "ctr run #$n exits with the module's status 7" "exit $rc: $out"; fi
 done
+if [ -z "${NODE_VM_SHIM_CACHE_DIR:-}" ]; then
+    # /run is noexec here: the shim must have moved its compile cache.
+    guest_is "compile cache under /var/lib/containerd (/run is noexec)" yes sh -c \
+        '[ -n "$(find /var/lib/containerd/io.containerd.wasmtime.v1/compile-cache -type f 2>/dev/null | head -n 1)" ] && echo yes || { findmnt -no OPTIONS /run; ls -R /run/containerd/io.containerd.wasmtime.v1 2>&1 | head; }'
+fi
+
+# --- uninstall: Debian's config back as packaged, CRI plugin still ok -----
+if out=$("$VM" run "$DIR" -- /root/wasmtime/node-installer/uninstall.sh 2>&1); then
+    pass "uninstall.sh on the node"
+else
+    fail "uninstall.sh on the node" "$out"
+fi
+printf '%s\n' "$out" | sed 's/^/     > /'
+guest_is "uninstall.sh gives back Debian's packaged config" \
+    "$(md5sum <"$ROOT/tests/deploy/fixtures/debian-stock.toml" | cut -d' ' -f1)" sh -c 'md5sum </etc/containerd/config.toml | cut -d" " -f1'
+guest_is "CRI plugin loads after uninstall" ok sh -c "ctr plugins ls | awk '\$2 == \"cri\" {print \$4}'"
 
 echo
 echo "$passed passed, $failed failed"

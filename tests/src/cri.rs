@@ -109,6 +109,16 @@ impl Cri {
         self.call(|mut c| async move { c.remove_pod_sandbox(req).await }).map(|_| ())
     }
 
+    /// ExecSync, as kubelet sends it for `kubectl exec` without a terminal
+    /// and for exec probes: runs `cmd` in the container and waits up to
+    /// `timeout` seconds for it (0: no limit); (stdout, stderr, exit code).
+    pub fn exec_sync(&mut self, id: &str, cmd: &[&str], timeout: i64) -> CriResult<(String, String, i32)> {
+        let req = ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout };
+        self.call(|mut c| async move { c.exec_sync(req).await }).map(|r| {
+            (String::from_utf8_lossy(&r.stdout).into_owned(), String::from_utf8_lossy(&r.stderr).into_owned(), r.exit_code)
+        })
+    }
+
     /// Waits (bounded) until the container has exited; returns its status.
     pub fn wait_exited(&mut self, id: &str, limit: Duration) -> ContainerStatus {
         let start = std::time::Instant::now();

@@ -94,13 +94,13 @@ pub fn ctr_with_input(args: &[&str], input: &[u8]) -> Output {
 /// `ctr run --rm` of a Wasm image under the shim; `opts` go before the
 /// image, `args` (the whole argv, argv[0] included) after the id.
 ///
-/// ctr 1.6 now and then returns success having printed nothing for a
+/// ctr (1.6 and 2.x) now and then returns having printed nothing for a
 /// container that exits at once (a client-side race seen with runc too, see
 /// bench/README.md); such a run is repeated once under a new id. A runtime
 /// that really lost output fails the repeat as well.
 pub fn run(opts: &[&str], image_name: &str, id: &str, args: &[&str]) -> Output {
     let out = run_once(opts, image_name, id, args);
-    if out.status.success() && out.stdout.is_empty() && out.stderr.is_empty() {
+    if out.stdout.is_empty() && out.stderr.is_empty() {
         eprintln!("ctr printed nothing for {id}; running it once more");
         return run_once(opts, image_name, &format!("{id}-again"), args);
     }
@@ -141,6 +141,15 @@ pub fn task_status(id: &str) -> Option<String> {
         .lines()
         .find(|l| l.split_whitespace().next() == Some(id))
         .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+}
+
+/// The process (thread group) a task pid belongs to: a Wasm container's
+/// task pid may be a thread of its shim.
+pub fn thread_group_of(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Tgid:").map(|v| v.trim().parse().ok())).flatten())
+        .unwrap_or(pid)
 }
 
 pub fn task_pid(id: &str) -> Option<u32> {

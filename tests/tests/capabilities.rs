@@ -90,13 +90,17 @@ fn default_network_is_a_private_namespace() {
     let id = unique("netns");
     let out = run_detached(&[], "probe-p2", &id, &["/probe-p2.wasm", "listen", &port.to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let shim = task_pid(&id).expect("pid");
+    let task = task_pid(&id).expect("pid");
+    let shim = thread_group_of(task);
     let mut thread = None;
     assert!(wait_until(Duration::from_secs(10), || {
         thread = guest_thread(shim, &id);
         thread.is_some()
     }));
     let netns = thread.unwrap().join("ns/net");
+    // The task pid names the container's namespace, as a runc container's
+    // does (Docker configures the network at /proc/<pid>/ns/net).
+    assert_eq!(std::fs::read_link(format!("/proc/{task}/ns/net")).unwrap(), std::fs::read_link(&netns).unwrap());
     // Inside the container's namespace the server answers on loopback...
     let inside = || http_get_in_netns(&netns, port, 1);
     let mut body = String::new();

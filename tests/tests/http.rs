@@ -200,7 +200,7 @@ fn http_serves_inside_a_private_network_namespace() {
     let env = format!("WASI_HTTP_PORT={port}");
     let out = run_detached(&["--env", &env], "http-hello", &id, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let shim = task_pid(&id).expect("pid");
+    let shim = thread_group_of(task_pid(&id).expect("pid"));
     // The guest thread and the HTTP runtime's workers all carry its name.
     let name = format!("wasm-{}", id.chars().take(10).collect::<String>());
     let mut threads = Vec::new();

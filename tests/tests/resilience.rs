@@ -76,7 +76,7 @@ fn delete_leaves_no_process_mount_fifo_or_state() {
     let id = unique("clean");
     assert!(run_detached(&[], "probe", &id, &["/probe.wasm", "sleep", "3600"]).status.success());
     assert!(wait_until(Duration::from_secs(10), || task_status(&id).as_deref() == Some("RUNNING")));
-    let shim = task_pid(&id).unwrap();
+    let shim = thread_group_of(task_pid(&id).unwrap());
     assert!(task_dirs().contains(&id));
     assert!(mounts_under(&env().dir).iter().any(|m| m.contains(&id)), "rootfs not mounted while running");
     remove(&id);
