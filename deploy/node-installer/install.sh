@@ -29,6 +29,15 @@
 #                         on nodes)
 #   --skip-runc-check     do not insist on runc being installed on the host
 #
+# When the CRI section lists no runtimes (Debian's packaged config), the
+# handler's block also writes out containerd's built-in runc runtime:
+# containerd 1.x would otherwise drop it, leaving default_runtime_name = "runc"
+# without a runtime and the CRI plugin unloaded. After the restart, `ctr
+# plugins ls` on the host must show the CRI plugin ok (CRI_WAIT seconds,
+# default 30, for containerd to answer); if this edit broke it, the config is
+# put back and containerd restarted again. A re-run that changes nothing
+# checks the CRI plugin too.
+#
 # Exit status: 0 done (or nothing to do), 1 error, 2 usage error, 3 the handler
 # name is already taken by another runtime.
 set -euo pipefail
@@ -237,8 +246,28 @@ else
     fi
 
     new=$(mktemp)
-    trap 'rm -f "$new"' EXIT
+    body=$(mktemp)
+    trap 'rm -f "$new" "$body"' EXIT
     htarget=$(hostpath "$target")
+
+    # containerd 1.x (config version 1/2) replaces its built-in runtimes
+    # (runc) with the ones the CRI section lists: when it lists none, our
+    # handler table alone would leave default_runtime_name without a runtime.
+    # containerd 2.x merges the handler into its built-in ones (checked with
+    # 2.4.2), so a version 3 config needs nothing more.
+    with_builtin=0
+    if [ -z "$dropin" ] && [ "$version" -le 2 ]; then
+        if [ -f "$htarget" ]; then strip_our_blocks "$htarget" >"$body"; else : >"$body"; fi
+        default_rt=$(default_runtime_name "$body" "$version")
+        if ! lists_runtimes "$body" "$version"; then
+            if [ "$default_rt" = "$BUILTIN_RUNTIME" ]; then
+                with_builtin=1
+                log "config: $target lists no CRI runtimes: writing containerd's built-in '$BUILTIN_RUNTIME' (runtime_type $BUILTIN_RUNTIME_TYPE) next to the handler, as containerd 1.x would drop it"
+            else
+                warn "$target sets default_runtime_name = \"$default_rt\" but lists no runtimes: containerd's CRI plugin cannot load"
+            fi
+        fi
+    fi
     if [ -n "$dropin" ]; then
         {
             echo "$MARK_BEGIN"
@@ -259,11 +288,11 @@ else
             : >"$new"
         fi
         [ ! -s "$new" ] || [ -z "$(tail -c 1 "$new")" ] || echo >>"$new"
-        { echo; handler_block "$version"; } >>"$new"
+        { echo; handler_block "$version" "$with_builtin"; } >>"$new"
     fi
 
     before=$(mktemp)
-    trap 'rm -f "$new" "$before"' EXIT
+    trap 'rm -f "$new" "$body" "$before"' EXIT
     if [ -f "$htarget" ] && cmp -s "$new" "$htarget"; then
         log "config: handler '$HANDLER' already registered in $target"
     else
@@ -284,29 +313,59 @@ else
         changed=1
     fi
 
+    # Undoes the edit: the target as it was before, or gone if it was new.
+    put_back() {
+        if [ "$existed" = 1 ]; then replace_file "$htarget" "$before"; else rm -f "$htarget"; fi
+    }
     # containerd's own reading of the result, when it can run here: a config
-    # it rejects is put back as it was.
+    # it rejects, or one that leaves the CRI default runtime undefined, is put
+    # back as it was.
     if [ "$changed" = 1 ]; then
         rc=0
         dump=$(host_run containerd --config "$CONTAINERD_CONFIG" config dump 2>&1) || rc=$?
-        if [ "$rc" = 0 ] && printf '%s\n' "$dump" | grep -Eq "runtimes\.[\"']?${HANDLER}[\"']?\]"; then
-            log "config: containerd reads the handler from the new config"
-        elif [ "$rc" = 0 ]; then
-            warn "containerd config dump does not show the handler '$HANDLER'; check $CONTAINERD_CONFIG"
+        if [ "$rc" = 0 ]; then
+            dflt=$(printf '%s\n' "$dump" | sed -n "s/^[[:space:]]*default_runtime_name[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'].*/\1/p" | head -n 1)
+            if [ -n "$dflt" ] && ! printf '%s\n' "$dump" | grep -qF -e "runtimes.$dflt]" -e "runtimes.\"$dflt\"]" -e "runtimes.'$dflt']"; then
+                put_back
+                die "with the new config containerd would have no runtime '$dflt' for default_runtime_name, and its CRI plugin would not load; $target was put back as it was (does $CONTAINERD_CONFIG define [..containerd.runtimes.$dflt]?)"
+            fi
+            if printf '%s\n' "$dump" | grep -Eq "runtimes\.[\"']?${HANDLER}[\"']?\]"; then
+                log "config: containerd reads the handler from the new config (default runtime '${dflt:-?}' defined)"
+            else
+                warn "containerd config dump does not show the handler '$HANDLER'; check $CONTAINERD_CONFIG"
+            fi
         elif [ "$rc" = 127 ]; then
             log "config: containerd cannot be run here; not checked with 'containerd config dump'"
         else
-            if [ "$existed" = 1 ]; then replace_file "$htarget" "$before"; else rm -f "$htarget"; fi
+            put_back
             die "containerd rejects the new config, so $target was put back as it was: $(printf '%s' "$dump" | tail -n 3)"
         fi
     fi
 fi
 
-# --- restart, label ----------------------------------------------------------------
+# --- restart, check the CRI plugin, label -------------------------------------------
+address=$(containerd_address "${files[@]}")
 if [ "$changed" = 0 ]; then
     log "restart: not needed (containerd's config is unchanged)"
+    status=$(cri_plugin_status "$address" 0)
+    cri_check "$status" "" ||
+        die "containerd's CRI plugin is not ok (the config is as this installer left it):"$'\n'"$status"$'\n'"$(containerd_log_hint)"
 elif [ "$RESTART" = 1 ]; then
+    status_before=$(cri_plugin_status "$address" 0)
     restart_containerd
+    status=$(cri_plugin_status "$address" "$CRI_WAIT")
+    if ! cri_check "$status" "after the restart"; then
+        hint=$(containerd_log_hint)
+        if [ "$status_before" = ok ] && [ -n "${htarget:-}" ]; then
+            # This edit broke it: put the old config back so the node keeps working.
+            put_back
+            warn "containerd's CRI plugin failed to load with the new config; putting $target back as it was and restarting again"
+            restart_containerd
+            again=$(cri_plugin_status "$address" "$CRI_WAIT")
+            die "containerd's CRI plugin did not load with the handler added to $target (it was ok before); $target was put back and containerd restarted (CRI plugin now: ${again%%$'\n'*}):"$'\n'"$status"$'\n'"$hint"
+        fi
+        die "containerd's CRI plugin is not ok after the restart (before it: ${status_before%%$'\n'*}):"$'\n'"$status"$'\n'"$hint"
+    fi
 else
     log "restart: skipped (--no-restart); restart containerd before using the handler"
 fi

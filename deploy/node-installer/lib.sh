@@ -158,17 +158,54 @@ cri_plugin_key() {
     esac
 }
 handler_key() { echo "$(cri_plugin_key "$1")/containerd/runtimes/$HANDLER"; }
-handler_header() {
+runtime_header() { # VERSION NAME
     case $1 in
-        1) echo "[plugins.cri.containerd.runtimes.$HANDLER]" ;;
-        2) echo "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.$HANDLER]" ;;
-        3) echo "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.$HANDLER]" ;;
+        1) echo "[plugins.cri.containerd.runtimes.$2]" ;;
+        2) echo "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.$2]" ;;
+        3) echo "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.$2]" ;;
     esac
 }
+handler_header() { runtime_header "$1" "$HANDLER"; }
 
-# The TOML that registers the handler, between our markers.
-handler_block() {
-    printf '%s\n%s\n  runtime_type = "%s"\n%s\n' "$MARK_BEGIN" "$(handler_header "$1")" "$RUNTIME_TYPE" "$MARK_END"
+# containerd's built-in CRI runtime, as containerd 1.6/1.7 define it when a
+# config has no runtimes table (its options are all zero values, so none are
+# written).
+BUILTIN_RUNTIME=runc
+BUILTIN_RUNTIME_TYPE=io.containerd.runc.v2
+
+# The TOML that registers the handler, between our markers. With a second
+# argument 1 it also writes out containerd's built-in runc runtime: containerd
+# 1.x replaces its built-in runtimes map with the config's, so a runtimes
+# table holding only the handler leaves default_runtime_name = "runc" without
+# a runtime, and the CRI plugin fails to load.
+handler_block() { # VERSION [WITH_BUILTIN]
+    printf '%s\n%s\n  runtime_type = "%s"\n' "$MARK_BEGIN" "$(handler_header "$1")" "$RUNTIME_TYPE"
+    if [ "${2:-0}" = 1 ]; then
+        printf '%s\n' "# containerd 1.x's built-in runc, written out as built in: 1.x forgets it" \
+            "# once a config lists any runtime, and default_runtime_name needs it."
+        printf '%s\n  runtime_type = "%s"\n' "$(runtime_header "$1" "$BUILTIN_RUNTIME")" "$BUILTIN_RUNTIME_TYPE"
+    fi
+    printf '%s\n' "$MARK_END"
+}
+
+# The CRI default runtime's name in FILE (default_runtime_name), else runc.
+default_runtime_name() { # FILE VERSION
+    local v
+    v=$(toml value "$1" -v table="$(cri_plugin_key "$2")/containerd" -v key=default_runtime_name)
+    printf '%s\n' "${v:-$BUILTIN_RUNTIME}"
+}
+
+# Does FILE list any CRI runtime (a runtimes table or sub-table, dotted keys,
+# an inline table)? containerd 1.x then uses only the runtimes listed there.
+lists_runtimes() { # FILE VERSION
+    [ -n "$(tables_under "$1" "$(cri_plugin_key "$2")/containerd/runtimes")" ] ||
+        grep -qE '^[[:space:]]*(containerd[[:space:]]*\.[[:space:]]*)?runtimes[[:space:]]*[.=]' "$1"
+}
+
+# Does FILE define runtime NAME (its own table, dotted keys or inline)?
+defines_runtime() { # FILE VERSION NAME
+    [ -n "$(toml headers "$1" | ${AWK:-awk} -F '\t' -v k="$(cri_plugin_key "$2")/containerd/runtimes/$3" '$2 == k')" ] ||
+        [ -n "$(HANDLER=$3 other_handler_forms "$1")" ]
 }
 
 # Host paths of the files `imports` of the main config pulls in, in the
@@ -266,6 +303,7 @@ toml_valid() { # FILE
 # Restart containerd. The default enters the host's namespaces through PID 1
 # (the DaemonSet runs with hostPID) unless the host root is /.
 restart_containerd() {
+    RESTARTED_AT=$(date +%s)
     if [ -n "${RESTART_CMD:-}" ]; then
         log "restarting containerd: $RESTART_CMD"
         bash -c "$RESTART_CMD" || die "restart command failed: $RESTART_CMD"
@@ -284,6 +322,80 @@ restart_containerd() {
         sleep 1
     done
     die "containerd did not become active within 60 s after the restart"
+}
+
+# containerd's gRPC socket: the [grpc] address of the last of FILES (host
+# paths) that sets one, else containerd's default.
+containerd_address() { # FILE...
+    local f a addr=/run/containerd/containerd.sock
+    for f in "$@"; do
+        [ -f "$(hostpath "$f")" ] || continue
+        a=$(toml value "$(hostpath "$f")" -v table=grpc -v key=address)
+        [ -z "$a" ] || addr=$a
+    done
+    printf '%s\n' "$addr"
+}
+
+# The state of containerd's CRI plugins (1.x: io.containerd.grpc.v1 cri; 2.x
+# also io.containerd.cri.v1 runtime and images) from `ctr plugins ls` on the
+# host, waiting up to WAIT seconds for containerd to answer. `containerd
+# config dump` cannot tell: it prints a config the CRI plugin then rejects.
+# Prints "ok", "missing" (none listed: disabled, or not built in),
+# "unknown: REASON" (ctr cannot run, containerd does not answer), or else
+# the `ctr plugins ls` lines of the CRI plugins that are not ok.
+CRI_WAIT=${CRI_WAIT:-30} # seconds containerd may take to answer after a restart
+cri_plugin_status() { # ADDRESS WAIT
+    local addr=${1#unix://} out="" rc deadline
+    deadline=$(($(date +%s) + $2))
+    while :; do
+        rc=0
+        if [ -S "$(hostpath "$addr")" ]; then
+            # Bounded: ctr would otherwise retry a dead socket without end.
+            out=$(host_run ctr --address "$addr" --connect-timeout 5s --timeout 20s plugins ls 2>&1) || rc=$?
+        else
+            rc=1 out="no socket at $addr (is containerd running?)"
+        fi
+        [ "$rc" != 0 ] && [ "$rc" != 127 ] && [ "$(date +%s)" -lt "$deadline" ] || break
+        sleep 1
+    done
+    case $rc in
+        0) ;;
+        127) echo "unknown: ctr cannot be run on the host"; return 0 ;;
+        *) echo "unknown: 'ctr --address $addr plugins ls' failed: $(printf '%s' "$out" | tail -n 1)"; return 0 ;;
+    esac
+    printf '%s\n' "$out" | ${AWK:-awk} '
+        ($1 == "io.containerd.grpc.v1" && $2 == "cri") || $1 == "io.containerd.cri.v1" {
+            n++; if ($NF != "ok") bad = bad $0 "\n"
+        }
+        END { if (!n) print "missing"; else if (bad != "") printf "%s", bad; else print "ok" }'
+}
+
+# Logs a CRI plugin STATUS (from cri_plugin_status) that is ok, missing or
+# could not be checked; returns 1 for one that is not ok.
+cri_check() { # STATUS WHEN
+    case $1 in
+        ok) log "containerd: CRI plugin ok${2:+ $2} (ctr plugins ls)" ;;
+        missing) warn "containerd lists no CRI plugin${2:+ $2} (disabled_plugins?): Kubernetes cannot use the handler" ;;
+        "unknown: ctr cannot"*) log "containerd: CRI plugin not checked${2:+ $2} (${1#unknown: })" ;;
+        unknown:*) warn "containerd's CRI plugin not checked${2:+ $2} (${1#unknown: }); check with: ctr plugins ls | grep cri" ;;
+        *) return 1 ;;
+    esac
+}
+
+# containerd's own complaints since the last restart, from the host's journal
+# when it has one, and where to look for more.
+containerd_log_hint() {
+    local since=() lines=""
+    [ -z "${RESTARTED_AT:-}" ] || since=(--since "@$RESTARTED_AT")
+    lines=$(host_run journalctl -u containerd --no-pager -o cat "${since[@]}" 2>/dev/null) || true
+    # The CRI plugin says why it failed; other errors only when it does not.
+    lines=$(printf '%s\n' "$lines" | grep -E 'failed to load plugin io\.containerd\.(grpc\.v1\.cri|cri\.v1)' | tail -n 5 ||
+        printf '%s\n' "$lines" | grep -E 'level=(error|fatal)' | tail -n 5) || true
+    if [ -n "$lines" ]; then
+        printf 'containerd says (journalctl -u containerd):\n%s\n' "$lines"
+    else
+        printf "see containerd's log (journalctl -u containerd, or where --restart-cmd's containerd logs) for 'failed to load plugin'\n"
+    fi
 }
 
 # Sets (VALUE "true") or removes (VALUE "null") the node label, through the

@@ -17,6 +17,10 @@
 #   --label-node        remove the node label wasmtime.containerd.io/enabled
 #                       (in a pod: NODE_NAME, service account with patch on nodes)
 #
+# The runc runtime install.sh wrote out with the handler (configs without a
+# runtimes table) goes with it, so the file is as before; it stays if other
+# runtimes were added since, as containerd 1.x would then have no runc. After
+# the restart the CRI plugin must be ok (`ctr plugins ls`).
 # The backup install.sh made (<config>.pre-wasmtime) is left where it is.
 set -euo pipefail
 
@@ -52,9 +56,11 @@ fi
 changed=0
 main=$(hostpath "$CONTAINERD_CONFIG")
 files=()
+version=""
 if [ -f "$main" ]; then
     files+=("$CONTAINERD_CONFIG")
-    while IFS= read -r f; do files+=("$f"); done < <(imported_files "$main" "$(config_version "$main")")
+    version=$(config_version "$main")
+    while IFS= read -r f; do files+=("$f"); done < <(imported_files "$main" "$version")
 fi
 new=$(mktemp)
 trap 'rm -f "$new"' EXIT
@@ -66,6 +72,17 @@ for f in "${files[@]}"; do
         changed=1
     elif has_our_block "$hf"; then
         strip_our_blocks "$hf" >"$new"
+        # The built-in runc that install.sh wrote out goes too (the file is
+        # then as before), unless runtimes were added since: containerd 1.x
+        # would then have no runc, so it stays, outside our markers.
+        runc_header=$(runtime_header "$version" "$BUILTIN_RUNTIME")
+        if [ "$version" -le 2 ] && grep -qxF "$runc_header" "$hf" && ! grep -qxF "$runc_header" "$new" &&
+            lists_runtimes "$new" "$version" && ! defines_runtime "$new" "$version" "$BUILTIN_RUNTIME" &&
+            [ "$(default_runtime_name "$new" "$version")" = "$BUILTIN_RUNTIME" ]; then
+            printf '\n# Written by deploy/node-installer, kept by uninstall.sh: the runtimes above\n# replace containerd 1.x'"'"'s built-in runc, which default_runtime_name needs.\n%s\n  runtime_type = "%s"\n' \
+                "$runc_header" "$BUILTIN_RUNTIME_TYPE" >>"$new"
+            log "config: kept the '$BUILTIN_RUNTIME' runtime install.sh wrote in $f: other runtimes were added since, and containerd 1.x would have no '$BUILTIN_RUNTIME' without it"
+        fi
         replace_file "$hf" "$new"
         log "config: removed the handler block from $f"
         changed=1
@@ -88,6 +105,9 @@ if [ "$changed" = 0 ]; then
     log "restart: not needed"
 elif [ "$RESTART" = 1 ]; then
     restart_containerd
+    status=$(cri_plugin_status "$(containerd_address "${files[@]}")" "$CRI_WAIT")
+    cri_check "$status" "after the restart" ||
+        die "containerd's CRI plugin is not ok after the restart:"$'\n'"$status"$'\n'"$(containerd_log_hint)"
 else
     log "restart: skipped (--no-restart); containerd keeps the handler until restarted"
 fi

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Tests deploy/node-installer/install.sh and uninstall.sh against fake host
 # roots in a temporary directory: containerd configs of version 1, 2 and 3,
-# drop-in imports, a handler that is already there, one whose name is taken.
-# containerd is never restarted (--no-restart, or a restart command that only
-# counts its calls) and nothing outside the temporary directory is touched.
+# drop-in imports, a handler that is already there, one whose name is taken,
+# configs without a runtimes table (Debian's), and the check of containerd's
+# CRI plugin after the restart (tests/deploy/installer_cri_cases.sh). The
+# system containerd is never restarted: --no-restart, a restart command that
+# counts its calls, or one that restarts a private containerd (1.6 from PATH,
+# 2.x from $CONTAINERD2_BIN_DIR) whose root, state, sockets, opt and CNI conf
+# dirs are under the temporary directory; nothing outside it is touched.
 #
 #   tests/deploy/installer_test.sh
 #
@@ -21,7 +25,12 @@ UNINSTALL="$ROOT/deploy/node-installer/uninstall.sh"
 FIX="$ROOT/tests/deploy/fixtures"
 EFFECTIVE="$ROOT/tests/deploy/effective_config.py"
 T=$(mktemp -d /tmp/wasmtime-installer-test.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+CLEANUP_HOOKS=() # run before $T goes (installer_cri_cases.sh stops its containerds)
+cleanup() { local h; for h in "${CLEANUP_HOOKS[@]}"; do "$h"; done; rm -rf "$T"; }
+trap cleanup EXIT
+# The CRI plugin check after a (pretend) restart: no waiting for a
+# containerd that is not there; the real-containerd cases set their own.
+export CRI_WAIT=${CRI_WAIT:-0}
 
 passed=0
 failed=0
@@ -325,7 +334,9 @@ echo "== host root / (as on the node itself): programs run, containerd reads the
 real_shim=${CARGO_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/target}/release/containerd-shim-wasmtime-v1
 [ -x "$real_shim" ] || real_shim=$T/shim
 mkdir -p "$T/slash/etc" "$T/slash/bin"
-cp "$FIX/v2-kubeadm.toml" "$T/slash/etc/config.toml"
+# The fixture's socket moved to one that does not exist: the CRI check after
+# the restart must not ask the machine's own containerd.
+sed "s|/run/containerd/containerd.sock|$T/slash/none.sock|" "$FIX/v2-kubeadm.toml" >"$T/slash/etc/config.toml"
 "$INSTALL" --host-root / --shim "$real_shim" --bin-dir "$T/slash/bin" --config "$T/slash/etc/config.toml" \
     --restart-cmd true --skip-runc-check >"$T/out" 2>&1
 RC=$?
@@ -378,6 +389,9 @@ check "label: uninstall removes the label" grep -qxF '{"metadata":{"labels":{"wa
 env PATH="$T/fakebin:$PATH" SA_DIR="$T/sa" KUBERNETES_SERVICE_HOST=10.96.0.1 "$INSTALL" --host-root "$r" --shim "$T/shim" --restart-cmd true --label-node >"$T/out" 2>&1
 RC=$?
 check "label: without NODE_NAME fails clearly" bash -c "[ $RC = 1 ] && grep -q NODE_NAME '$T/out'"
+
+# The CRI default runtime and the CRI plugin check (fake ctr, real containerd).
+. "$ROOT/tests/deploy/installer_cri_cases.sh"
 
 echo "== the TOML reader under each awk"
 . "$ROOT/deploy/node-installer/lib.sh"
