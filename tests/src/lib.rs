@@ -4,6 +4,7 @@
 
 pub mod cri;
 pub mod http;
+pub mod pod;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -3,72 +3,16 @@
 //! `ctr tasks exec` does — in Linux sidecars (runc exec) and in Wasm
 //! containers (another Wasm command in the container's sandbox).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use e2e::cri::{container_config, pod_config, v1, Cri};
+use e2e::cri::Cri;
+use e2e::pod::Pod;
 use e2e::*;
-
-const HANDLER: &str = "wasmtime";
-const CGROUP_ROOT: &str = "wasmtime-e2e";
-
-/// A pod driven through CRI, as in kubernetes.rs.
-struct Pod {
-    cri: Cri,
-    id: String,
-    config: v1::PodSandboxConfig,
-    log_dir: PathBuf,
-    cgroup_parent: String,
-}
-
-impl Pod {
-    fn run(name: &str) -> Pod {
-        let name = unique(name);
-        let log_dir = std::env::temp_dir().join(format!("e2e-logs-{name}"));
-        std::fs::create_dir_all(&log_dir).unwrap();
-        let cgroup_parent = format!("/{CGROUP_ROOT}/{name}");
-        let config = pod_config(&name, &log_dir, &cgroup_parent);
-        let mut cri = Cri::connect();
-        let id = cri.run_pod(&config, HANDLER).unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
-        Pod { cri, id, config, log_dir, cgroup_parent }
-    }
-
-    /// Pulls `<registry>/test/IMAGE:latest`, creates and starts the container,
-    /// and waits until it runs.
-    fn start(&mut self, name: &str, image_name: &str, command: &[&str], env: &[(&str, &str)]) -> String {
-        let reference = format!("{}/test/{image_name}:latest", registry());
-        self.cri.pull_image(&reference).unwrap_or_else(|e| panic!("PullImage {reference}: {e}"));
-        let mut config = container_config(name, &reference, command, &format!("{name}.log"));
-        config.envs = env.iter().map(|(k, v)| v1::KeyValue { key: k.to_string(), value: v.to_string() }).collect();
-        let id = self.cri.create_container(&self.id, &config, &self.config).unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"));
-        self.cri.start_container(&id).unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
-        assert!(self.cri.wait_running(&id, Duration::from_secs(30)), "{name} never ran");
-        id
-    }
-
-    fn exec(&mut self, id: &str, cmd: &[&str]) -> (String, String, i32) {
-        self.cri.exec_sync(id, cmd, 20).unwrap_or_else(|e| panic!("ExecSync {cmd:?}: {e}"))
-    }
-
-    fn running(&mut self, id: &str) -> bool {
-        self.cri.container_status(id).map(|s| s.state == v1::ContainerState::ContainerRunning as i32).unwrap_or(false)
-    }
-
-    fn remove(mut self) {
-        self.cri.stop_pod(&self.id).unwrap_or_else(|e| panic!("StopPodSandbox: {e}"));
-        self.cri.remove_pod(&self.id).unwrap_or_else(|e| panic!("RemovePodSandbox: {e}"));
-        let path = self.cgroup_parent.trim_start_matches('/');
-        for dir in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path().join(path)) {
-            let _ = std::fs::remove_dir(dir);
-        }
-        let _ = std::fs::remove_dir_all(&self.log_dir);
-    }
-}
 
 #[test]
 fn cri_exec_in_a_linux_sidecar() {
     let mut pod = Pod::run("exec-linux");
-    let sidecar = pod.start("sidecar", "busybox", &["/bin/busybox", "sleep", "3600"], &[]);
+    let sidecar = pod.start_running("sidecar", "busybox", &["/bin/busybox", "sleep", "3600"], &[]);
     let (out, err, code) = pod.exec(&sidecar, &["/bin/busybox", "sh", "-c", "echo hi; echo oops >&2; exit 3"]);
     assert_eq!((out.as_str(), err.as_str(), code), ("hi\n", "oops\n", 3));
     // In the container's mount namespace: its rootfs holds busybox alone.
@@ -88,7 +32,7 @@ fn cri_exec_in_a_linux_sidecar() {
 #[test]
 fn cri_exec_in_a_wasm_container_runs_a_command_in_its_sandbox() {
     let mut pod = Pod::run("exec-wasm");
-    let app = pod.start("app", "probe", &["/probe.wasm", "sleep", "3600"], &[("GREETING", "from-the-pod")]);
+    let app = pod.start_running("app", "probe", &["/probe.wasm", "sleep", "3600"], &[("GREETING", "from-the-pod")]);
     // argv is the exec's, output and exit code come back as from a process.
     let (out, err, code) = pod.exec(&app, &["/probe.wasm", "args", "x y"]);
     assert_eq!((out.as_str(), err.as_str(), code), ("argv[0]=/probe.wasm\nargv[1]=args\nargv[2]=x y\n", "", 0));
@@ -138,7 +82,7 @@ fn cri_exec_in_a_wasm_container_runs_a_command_in_its_sandbox() {
 #[test]
 fn cri_exec_of_a_component_shares_the_pods_network_and_proxies_are_refused() {
     let mut pod = Pod::run("exec-p2");
-    let server = pod.start("server", "probe-p2", &["/probe-p2.wasm", "listen", "8080"], &[]);
+    let server = pod.start_running("server", "probe-p2", &["/probe-p2.wasm", "listen", "8080"], &[]);
     // A command component, reaching the init's server over the pod's loopback.
     let mut reply = (String::new(), String::new(), -1);
     assert!(
@@ -149,7 +93,7 @@ fn cri_exec_of_a_component_shares_the_pods_network_and_proxies_are_refused() {
         "exec could not reach the server: {reply:?}"
     );
     assert!(reply.0.contains("hello from probe"), "{reply:?}");
-    let web = pod.start("web", "http-hello", &["/http-hello.wasm"], &[("WASI_HTTP_PORT", "8081")]);
+    let web = pod.start_running("web", "http-hello", &["/http-hello.wasm"], &[("WASI_HTTP_PORT", "8081")]);
     let err = pod.cri.exec_sync(&web, &["/http-hello.wasm"], 10).expect_err("exec of a wasi:http proxy succeeded");
     assert!(err.message().contains("wasi:http proxy component"), "{err}");
     assert!(pod.running(&web) && pod.running(&server));

@@ -4,92 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use e2e::cri::{container_config, pod_config, v1, Cri};
+use e2e::cri::{pod_config, v1, Cri};
+use e2e::pod::{Pod, CGROUP_ROOT};
 use e2e::*;
-
-const HANDLER: &str = "wasmtime";
-const CGROUP_ROOT: &str = "wasmtime-e2e";
-
-struct Pod {
-    cri: Cri,
-    id: String,
-    config: v1::PodSandboxConfig,
-    log_dir: PathBuf,
-    cgroup_parent: String,
-}
-
-impl Pod {
-    fn run(name: &str) -> Pod {
-        Self::run_with_dns(name, None)
-    }
-
-    /// A pod whose sandbox gets `dns` (servers, search domains, options), as
-    /// kubelet passes a pod's cluster DNS settings.
-    fn run_with_dns(name: &str, dns: Option<v1::DnsConfig>) -> Pod {
-        let name = unique(name);
-        let log_dir = std::env::temp_dir().join(format!("e2e-logs-{name}"));
-        std::fs::create_dir_all(&log_dir).unwrap();
-        let cgroup_parent = format!("/{CGROUP_ROOT}/{name}");
-        let mut config = pod_config(&name, &log_dir, &cgroup_parent);
-        config.dns_config = dns;
-        let mut cri = Cri::connect();
-        let id = cri.run_pod(&config, HANDLER).unwrap_or_else(|e| panic!("RunPodSandbox: {e}"));
-        Pod { cri, id, config, log_dir, cgroup_parent }
-    }
-
-    /// Pulls the image from the test registry (PullImage, as kubelet does
-    /// before creating a container), then creates the container. A full
-    /// reference is pulled as given.
-    fn create(&mut self, name: &str, image_name: &str, command: &[&str], env: &[(&str, &str)]) -> String {
-        let reference = pulled(&mut self.cri, image_name);
-        let mut config = container_config(name, &reference, command, &format!("{name}.log"));
-        config.envs = env.iter().map(|(k, v)| v1::KeyValue { key: k.to_string(), value: v.to_string() }).collect();
-        self.cri.create_container(&self.id, &config, &self.config).unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
-    }
-
-    fn start(&mut self, name: &str, image_name: &str, command: &[&str]) -> String {
-        self.start_with_env(name, image_name, command, &[])
-    }
-
-    fn start_with_env(&mut self, name: &str, image_name: &str, command: &[&str], env: &[(&str, &str)]) -> String {
-        let id = self.create(name, image_name, command, env);
-        self.cri.start_container(&id).unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
-        id
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.log_dir.join(format!("{name}.log"))).unwrap_or_default()
-    }
-
-    fn ip(&mut self) -> String {
-        self.cri.pod_status(&self.id).unwrap().network.map(|n| n.ip).unwrap_or_default()
-    }
-
-    /// Stop and remove the pod, then do what kubelet does after: remove the
-    /// pod-level cgroup and the log directory.
-    fn remove(mut self) {
-        self.cri.stop_pod(&self.id).unwrap_or_else(|e| panic!("StopPodSandbox: {e}"));
-        self.cri.remove_pod(&self.id).unwrap_or_else(|e| panic!("RemovePodSandbox: {e}"));
-        for dir in cgroup_dirs(&self.cgroup_parent) {
-            let _ = std::fs::remove_dir(dir);
-        }
-        let _ = std::fs::remove_dir_all(&self.log_dir);
-    }
-}
-
-/// `<registry>/test/NAME:latest` (or a full reference), pulled through CRI.
-fn pulled(cri: &mut Cri, image_name: &str) -> String {
-    let reference = if image_name.contains('/') { image_name.to_string() } else { format!("{}/test/{image_name}:latest", registry()) };
-    cri.pull_image(&reference).unwrap_or_else(|e| panic!("PullImage {reference}: {e}"));
-    reference
-}
-
-/// The directories of a cgroup path in every v1 hierarchy that has it.
-fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
-    std::fs::read_dir("/sys/fs/cgroup")
-        .map(|rd| rd.flatten().map(|e| e.path().join(path.trim_start_matches('/'))).filter(|p| p.is_dir()).collect())
-        .unwrap_or_default()
-}
 
 /// Shim processes serving pod `pod_id` (a pod's shim is named by its sandbox).
 fn pod_shims(pod_id: &str) -> Vec<u32> {
