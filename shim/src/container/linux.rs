@@ -95,6 +95,7 @@ impl LinuxContainer {
         }
         let pid = read_pid(&pid_file)?;
         let io = IoTasks::default();
+        let _readers = crate::host::stdio::readers_ready(stdio).await;
         if let Err(e) = wire(&io, &pipes, stdio) {
             let _ = runc.0.delete(id, Some(&DeleteOpts { force: true })).await;
             return Err(e.context("connect stdio").into());

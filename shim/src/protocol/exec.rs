@@ -85,6 +85,8 @@ impl TaskService {
         let not_created = |e: &ExecProcess| {
             (e.status != Status::Created).then(|| ShimError::FailedPrecondition(format!("exec process {exec_id} is {:?}, not created", e.status)))
         };
+        let stdio = self.with(id, |c| Ok(c.exec_mut(id, exec_id)?.stdio.clone()))?;
+        let _readers = crate::host::stdio::readers_ready(&stdio).await;
         let plan = self.with(id, |c| {
             if c.status() == Status::Stopped {
                 return Err(ShimError::FailedPrecondition(format!("container {id} has stopped: cannot start exec process {exec_id}")));

@@ -175,6 +175,8 @@ impl TaskService {
             Wasm(Launch),
             Linux(u32),
         }
+        let stdio = self.with(&req.id, |c| Ok(c.stdio().clone()))?;
+        let _readers = crate::host::stdio::readers_ready(&stdio).await;
         let plan = self.with(&req.id, |entry| {
             if !entry.status().can_start() {
                 return Err(ShimError::FailedPrecondition(format!("container {} is {:?}, not created", req.id, entry.status())));
