@@ -23,20 +23,38 @@ use crate::error::{Result, ShimError};
 use crate::host::bundle::Bundle;
 use crate::host::console::ConsoleSocket;
 
-/// The runc binary, with its state under a root of the shim's choosing.
+/// The runc binary, with its state under a root of the shim's choosing and
+/// the cgroup driver a container's cgroupsPath is for.
 #[derive(Clone)]
-pub struct Runc(Arc<runc::Runc>, PathBuf);
+pub struct Runc {
+    runc: Arc<runc::Runc>,
+    root: PathBuf,
+    systemd_cgroup: bool,
+}
 
 impl Runc {
     pub fn new(root: &Path) -> anyhow::Result<Self> {
-        let runc = GlobalOpts::new().root(root).build().map_err(|e| anyhow::anyhow!("configure runc: {e}"))?;
-        Ok(Self(Arc::new(runc), root.to_path_buf()))
+        Self::build(root, false)
+    }
+
+    fn build(root: &Path, systemd_cgroup: bool) -> anyhow::Result<Self> {
+        let runc = GlobalOpts::new().root(root).systemd_cgroup(systemd_cgroup).build().map_err(|e| anyhow::anyhow!("configure runc: {e}"))?;
+        Ok(Self { runc: Arc::new(runc), root: root.to_path_buf(), systemd_cgroup })
+    }
+
+    /// This runc, with `--systemd-cgroup` or without.
+    pub fn with_systemd_cgroup(&self, on: bool) -> Result<Self> {
+        if on == self.systemd_cgroup {
+            return Ok(self.clone());
+        }
+        Ok(Self::build(&self.root, on)?)
     }
 
     /// A runc that logs to the bundle, so a failed create can say why.
     fn logging_to(&self, bundle: &Path) -> Result<runc::Runc> {
         GlobalOpts::new()
-            .root(&self.1)
+            .root(&self.root)
+            .systemd_cgroup(self.systemd_cgroup)
             .log(bundle.join("runc-log.json"))
             .log_json()
             .build()
@@ -59,12 +77,14 @@ pub struct LinuxContainer {
     pub exit: Option<Exit>,
     pub exited: watch::Sender<Option<Exit>>,
     pub execs: Execs,
+    /// runc as this container needs it (its cgroup driver).
+    pub runc: Runc,
 }
 
 impl LinuxContainer {
     /// `runc create`: the container exists, its init waits for Start.
-    pub async fn create(id: &str, bundle: Bundle, stdio: Stdio, runc: &Runc) -> std::result::Result<Self, (ShimError, Bundle)> {
-        match Self::try_create(id, &bundle, &stdio, runc).await {
+    pub async fn create(id: &str, bundle: Bundle, stdio: Stdio, runc: Runc) -> std::result::Result<Self, (ShimError, Bundle)> {
+        match Self::try_create(id, &bundle, &stdio, &runc).await {
             Ok((pid, io)) => Ok(Self {
                 bundle,
                 stdio,
@@ -74,6 +94,7 @@ impl LinuxContainer {
                 exit: None,
                 exited: watch::channel(None).0,
                 execs: Execs::default(),
+                runc,
             }),
             Err(e) => Err((e, bundle)),
         }
@@ -97,7 +118,7 @@ impl LinuxContainer {
         let io = IoTasks::default();
         let _readers = crate::host::stdio::readers_ready(stdio).await;
         if let Err(e) = wire(&io, &pipes, stdio) {
-            let _ = runc.0.delete(id, Some(&DeleteOpts { force: true })).await;
+            let _ = runc.runc.delete(id, Some(&DeleteOpts { force: true })).await;
             return Err(e.context("connect stdio").into());
         }
         Ok((pid, io))
@@ -221,12 +242,12 @@ pub fn signal(pid: u32, signal: u32) -> Result<()> {
 }
 
 pub async fn start(runc: &Runc, id: &str) -> Result<()> {
-    runc.0.start(id).await.map_err(|e| ShimError::FailedPrecondition(format!("runc start {id}: {e}")))?;
+    runc.runc.start(id).await.map_err(|e| ShimError::FailedPrecondition(format!("runc start {id}: {e}")))?;
     Ok(())
 }
 
 pub async fn kill(runc: &Runc, id: &str, signal: u32, all: bool) -> Result<()> {
-    runc.0
+    runc.runc
         .kill(id, signal, Some(&KillOpts { all }))
         .await
         .map_err(|e| ShimError::NotFound(format!("runc kill {id}: {e}")))
@@ -234,27 +255,27 @@ pub async fn kill(runc: &Runc, id: &str, signal: u32, all: bool) -> Result<()> {
 
 /// `runc delete --force`: also fine for a container that never started.
 pub async fn delete(runc: &Runc, id: &str) -> Result<()> {
-    runc.0
+    runc.runc
         .delete(id, Some(&DeleteOpts { force: true }))
         .await
         .map_err(|e| ShimError::Internal(anyhow::anyhow!("runc delete {id}: {e}")))
 }
 
 pub async fn pids(runc: &Runc, id: &str) -> Result<Vec<u32>> {
-    let pids = runc.0.ps(id).await.map_err(|e| ShimError::Internal(anyhow::anyhow!("runc ps {id}: {e}")))?;
+    let pids = runc.runc.ps(id).await.map_err(|e| ShimError::Internal(anyhow::anyhow!("runc ps {id}: {e}")))?;
     Ok(pids.into_iter().map(|p| p as u32).collect())
 }
 
 pub async fn pause(runc: &Runc, id: &str) -> Result<()> {
-    runc.0.pause(id).await.map_err(|e| ShimError::FailedPrecondition(format!("runc pause {id}: {e}")))
+    runc.runc.pause(id).await.map_err(|e| ShimError::FailedPrecondition(format!("runc pause {id}: {e}")))
 }
 
 pub async fn resume(runc: &Runc, id: &str) -> Result<()> {
-    runc.0.resume(id).await.map_err(|e| ShimError::FailedPrecondition(format!("runc resume {id}: {e}")))
+    runc.runc.resume(id).await.map_err(|e| ShimError::FailedPrecondition(format!("runc resume {id}: {e}")))
 }
 
 pub async fn update(runc: &Runc, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
-    runc.0.update(id, resources).await.map_err(|e| ShimError::FailedPrecondition(format!("runc update {id}: {e}")))
+    runc.runc.update(id, resources).await.map_err(|e| ShimError::FailedPrecondition(format!("runc update {id}: {e}")))
 }
 
 /// The last error runc logged (its log is JSON lines with `level` and `msg`).

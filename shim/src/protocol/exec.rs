@@ -18,7 +18,8 @@ use oci_spec::runtime::Process;
 use super::task::{api_status, blocking, timestamp, TaskService};
 use crate::container::exec::{self, ExecKind, ExecProcess};
 use crate::container::instance::{self, Launch};
-use crate::container::{self, linux, Container, Status};
+use crate::container::linux::{self, Runc};
+use crate::container::{self, Container, Status};
 use crate::error::{Result, ShimError};
 use crate::wasm::wasi::Capabilities;
 
@@ -80,7 +81,7 @@ impl TaskService {
     pub(super) async fn start_exec(&self, id: &str, exec_id: &str) -> Result<api::StartResponse> {
         enum Plan {
             Wasm(Box<Launch>),
-            Linux { spec: Box<Process>, stdio: Stdio, io: IoTasks, bundle: PathBuf },
+            Linux { spec: Box<Process>, stdio: Stdio, io: IoTasks, bundle: PathBuf, runc: Runc },
         }
         let not_created = |e: &ExecProcess| {
             (e.status != Status::Created).then(|| ShimError::FailedPrecondition(format!("exec process {exec_id} is {:?}, not created", e.status)))
@@ -125,7 +126,7 @@ impl TaskService {
                     let ExecKind::Linux { spec, .. } = &e.kind else {
                         return Err(ShimError::Internal(anyhow::anyhow!("exec process {exec_id} of a Linux container is not Linux")));
                     };
-                    let plan = Plan::Linux { spec: spec.clone(), stdio: e.stdio.clone(), io: e.io.clone(), bundle: l.bundle.path.clone() };
+                    let plan = Plan::Linux { spec: spec.clone(), stdio: e.stdio.clone(), io: e.io.clone(), bundle: l.bundle.path.clone(), runc: l.runc.clone() };
                     // Running from now on (pid 0 until runc returns), so a second Start is refused.
                     e.status = Status::Running;
                     Ok(plan)
@@ -144,8 +145,8 @@ impl TaskService {
                     return Err(ShimError::FailedPrecondition(format!("start exec process {exec_id} in container {id}: {e:#}")));
                 }
             },
-            Plan::Linux { spec, stdio, io, bundle } => {
-                let (pid, pty) = match linux::exec(self.runc()?, id, &bundle, exec_id, &spec, &stdio, &io).await {
+            Plan::Linux { spec, stdio, io, bundle, runc } => {
+                let (pid, pty) = match linux::exec(&runc, id, &bundle, exec_id, &spec, &stdio, &io).await {
                     Ok(started) => started,
                     Err(e) => {
                         self.fail_exec(id, exec_id).await;

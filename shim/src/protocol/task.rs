@@ -27,7 +27,8 @@ use crate::container::wasm::WasmContainer;
 use crate::container::{self, Container, Exit, Status};
 use crate::error::{Result, ShimError};
 use crate::host::bundle::Bundle;
-use crate::host::cgroups::{process_metrics, spec_metrics};
+use super::options::RuntimeOptions;
+use crate::host::cgroups::{process_metrics, spec_metrics, CgroupsPath};
 use crate::host::content::ImageContent;
 use crate::host::entrypoint::{Entrypoint, Kind};
 use crate::wasm::engine::WasmEngine;
@@ -95,6 +96,24 @@ impl TaskService {
         self.runc.as_ref().ok_or_else(|| ShimError::FailedPrecondition("runc is not available to run Linux containers".into()))
     }
 
+    /// runc with the cgroup driver a new Linux container needs: systemd's when
+    /// the runtime options say `SystemdCgroup` (as for containerd's runc
+    /// shim) or the cgroupsPath has systemd's `slice:prefix:name` form, which
+    /// only that driver takes.
+    fn runc_for_spec(&self, req: &api::CreateTaskRequest, bundle: &Bundle) -> Result<Runc> {
+        let options = RuntimeOptions::parse(req.options.as_ref())?;
+        let systemd_path = CgroupsPath::of(&bundle.spec)?.is_some_and(|p| p.is_systemd());
+        self.runc()?.with_systemd_cgroup(options.systemd_cgroup || systemd_path)
+    }
+
+    /// The runc of an existing Linux container.
+    pub(super) fn runc_of(&self, id: &str) -> Result<Runc> {
+        self.with(id, |c| match c {
+            Container::Linux(l) => Ok(l.runc.clone()),
+            Container::Wasm(_) => Err(ShimError::Internal(anyhow::anyhow!("container {id} is not run by runc"))),
+        })
+    }
+
     pub(super) async fn create(&self, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
         if self.lock().contains_key(&req.id) {
             return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)));
@@ -114,7 +133,7 @@ impl TaskService {
         };
         let created = match found {
             Err(e) => Err((e, bundle)),
-            Ok(entry) if entry.kind == Kind::Native => match self.runc() {
+            Ok(entry) if entry.kind == Kind::Native => match self.runc_for_spec(&req, &bundle) {
                 Ok(runc) => LinuxContainer::create(&req.id, bundle, stdio, runc).await.map(Container::Linux),
                 Err(e) => Err((e, bundle)),
             },
@@ -219,7 +238,7 @@ impl TaskService {
                 self.with(&req.id, |c| Ok(c.pid()))?
             }
             Plan::Linux(pid) => {
-                linux::start(self.runc()?, &req.id).await?;
+                linux::start(&self.runc_of(&req.id)?, &req.id).await?;
                 self.with(&req.id, |c| {
                     if let Container::Linux(c) = c {
                         if c.status == Status::Created {
@@ -306,7 +325,7 @@ impl TaskService {
                 io.abort().await;
                 self.publish_exit(&req.id, exit).await;
             }
-            Action::Runc => linux::kill(self.runc()?, &req.id, req.signal, req.all).await?,
+            Action::Runc => linux::kill(&self.runc_of(&req.id)?, &req.id, req.signal, req.all).await?,
             Action::Ignore => log::debug!("container {}: ignoring signal {}", req.id, req.signal),
         }
         log::info!("container {}: signal {} delivered", req.id, req.signal);
@@ -334,8 +353,8 @@ impl TaskService {
             map.remove(&req.id).ok_or_else(|| ShimError::NotFound(req.id.clone()))?
         };
         let _listed = Deleting { service: self, id: &req.id };
-        if let Container::Linux(_) = &entry {
-            if let Err(e) = linux::delete(self.runc()?, &req.id).await {
+        if let Container::Linux(l) = &entry {
+            if let Err(e) = linux::delete(&l.runc, &req.id).await {
                 log::warn!("delete {}: {e}", req.id);
             }
         }
@@ -416,7 +435,7 @@ impl TaskService {
 
     pub(super) async fn pids(&self, req: &api::PidsRequest) -> Result<api::PidsResponse> {
         let (pid, linux) = self.with(&req.id, |c| Ok((c.pid(), matches!(c, Container::Linux(_)))))?;
-        let pids = if linux { linux::pids(self.runc()?, &req.id).await? } else { vec![pid] };
+        let pids = if linux { linux::pids(&self.runc_of(&req.id)?, &req.id).await? } else { vec![pid] };
         let processes = pids.into_iter().map(|pid| ProcessInfo { pid, ..Default::default() }).collect();
         Ok(api::PidsResponse { processes, ..Default::default() })
     }
@@ -428,19 +447,16 @@ impl TaskService {
                     Some(cg) => cg.metrics()?,
                     None => process_metrics(std::process::id())?,
                 };
-                // CPU is the guest thread's own; memory is charged to the shim's
-                // process, so report the guest's linear memory as its usage.
-                let linear = c.memory_in_use.load(std::sync::atomic::Ordering::Relaxed);
-                let usage = metrics.memory.mut_or_insert_default().usage.mut_or_insert_default();
-                usage.usage = usage.usage.max(linear);
+                // Memory is charged to the shim's process, so the guest's
+                // linear memory is its usage at least.
+                metrics.raise_memory_usage(c.memory_in_use.load(std::sync::atomic::Ordering::Relaxed));
                 Ok(metrics)
             }
             // The spec's cgroup outlives the processes: Stats after the exit
             // still answer (containerd's CRI asks then, to tell an OOM kill).
             Container::Linux(c) => Ok(spec_metrics(&c.bundle.spec).unwrap_or_else(|| process_metrics(c.pid))?),
         })?;
-        let any = containerd_shim::util::convert_to_any(Box::new(metrics)).map_err(|e| anyhow::anyhow!("encode metrics: {e}"))?;
-        Ok(api::StatsResponse { stats: MessageField::some(any), ..Default::default() })
+        Ok(api::StatsResponse { stats: MessageField::some(metrics.into_any()?), ..Default::default() })
     }
 
     pub(super) fn close_io(&self, req: &api::CloseIORequest) -> Result<()> {

@@ -92,14 +92,14 @@ impl Task for TaskService {
     async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
         self.activity.notify_one();
         self.linux_only(&req.id, "Pause of a Wasm container")?;
-        linux::pause(self.runc()?, &req.id).await?;
+        linux::pause(&self.runc_of(&req.id)?, &req.id).await?;
         Ok(api::Empty::default())
     }
 
     async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
         self.activity.notify_one();
         self.linux_only(&req.id, "Resume of a Wasm container")?;
-        linux::resume(self.runc()?, &req.id).await?;
+        linux::resume(&self.runc_of(&req.id)?, &req.id).await?;
         Ok(api::Empty::default())
     }
 
@@ -114,7 +114,7 @@ impl Task for TaskService {
         // containerd sends the resources as JSON inside an Any.
         let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&req.resources.value)
             .map_err(|e| ShimError::invalid(format!("update {}: bad resources: {e}", req.id)))?;
-        linux::update(self.runc()?, &req.id, &resources).await?;
+        linux::update(&self.runc_of(&req.id)?, &req.id, &resources).await?;
         Ok(api::Empty::default())
     }
 }

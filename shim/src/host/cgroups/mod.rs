@@ -1,0 +1,199 @@
+//! Cgroups: where Wasm guests are accounted, and the metrics of any
+//! container's cgroup.
+//!
+//! A guest runs on a thread of the shim, and what a host allows decides how
+//! it is accounted:
+//! - cgroup v1 with cgroupfs paths: the guest's thread moves into its
+//!   container's cgroup (CPU and pids per container), and the shim process
+//!   joins the pod-level parent, so memory is charged to the pod.
+//! - cgroup v2, or systemd paths: a cgroup holds whole processes (v2 places
+//!   threads only in threaded subtrees; systemd places processes), so the
+//!   shim process moves into the cgroup of the first Wasm container it runs
+//!   — the systemd scope runc would create for that cgroupsPath, or the
+//!   cgroupfs directory — under that container's CPU and pids limits. Later
+//!   Wasm containers of the pod are accounted there too.
+//!
+//! Memory limits are not put on the shim's process: each guest's linear
+//! memory is bounded by its own limit in the store, and the pod's cgroup
+//! bounds them all.
+
+mod metrics;
+mod path;
+
+use std::sync::{Mutex, Once};
+
+use anyhow::Context;
+use cgroups_rs::fs::{hierarchies, Cgroup};
+use cgroups_rs::manager::{Manager, SystemdManager};
+use cgroups_rs::CgroupPid;
+use oci_spec::runtime::{LinuxResources, Spec};
+
+pub use metrics::Metrics;
+pub use path::CgroupsPath;
+
+use crate::error::Result;
+
+pub struct ContainerCgroup {
+    path: CgroupsPath,
+    cgroup: Cgroup,
+    /// Guest threads are moved in one by one (cgroup v1, cgroupfs).
+    per_thread: bool,
+}
+
+/// The container cgroup the shim's process sits in (cgroup v2 or systemd).
+struct Home {
+    holder: CgroupsPath,
+    /// Where the process came from (cgroupfs), to go back before the holder
+    /// is removed. A systemd scope ends by itself once the shim exits;
+    /// stopping it would signal the shim.
+    origin: Option<String>,
+}
+
+static HOME: Mutex<Option<Home>> = Mutex::new(None);
+
+/// The cgroup for a Wasm container, if the spec names one.
+pub fn for_container(spec: &Spec) -> Result<Option<ContainerCgroup>> {
+    let Some(path) = CgroupsPath::of(spec)? else { return Ok(None) };
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
+    if !hierarchies::is_cgroup2_unified_mode() && !path.is_systemd() {
+        return Ok(Some(per_thread(path, resources.as_ref())?));
+    }
+    let mut home = HOME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(home) = home.as_ref() {
+        log::info!("cgroup {path}: the shim's process is in {} already; this container is accounted there", home.holder);
+        return Ok(None);
+    }
+    let shim = CgroupPid::from(std::process::id() as u64);
+    // CPU and pids only: see the module comment.
+    let limits = resources.map(|mut r| {
+        r.set_memory(None);
+        r
+    });
+    let origin = match &path {
+        CgroupsPath::Systemd { spec, .. } => {
+            let mut scope = SystemdManager::new(spec).map_err(|e| anyhow::anyhow!("systemd scope for {path}: {e}"))?;
+            scope.add_proc(shim).map_err(|e| anyhow::anyhow!("start systemd scope {path} with the shim: {e}"))?;
+            if let Some(limits) = &limits {
+                if let Err(e) = scope.set(limits) {
+                    log::warn!("cgroup {path}: apply resources: {e}");
+                }
+            }
+            None
+        }
+        CgroupsPath::Fs { relative } => {
+            let origin = process_cgroup_v2(std::process::id())?;
+            let cgroup = Cgroup::new(hierarchies::auto(), relative).with_context(|| format!("create cgroup {path}"))?;
+            if let Some(limits) = &limits {
+                apply(&cgroup, &path, limits);
+            }
+            cgroup.add_task_by_tgid(shim).with_context(|| format!("move the shim into cgroup {path}"))?;
+            Some(origin)
+        }
+    };
+    log::info!("shim's process joined cgroup {path}");
+    *home = Some(Home { holder: path.clone(), origin });
+    let cgroup = Cgroup::load(hierarchies::auto(), path.relative());
+    Ok(Some(ContainerCgroup { path, cgroup, per_thread: false }))
+}
+
+/// cgroup v1, cgroupfs: the container's own cgroup, for its guest threads.
+fn per_thread(path: CgroupsPath, resources: Option<&LinuxResources>) -> Result<ContainerCgroup> {
+    join_parent_once(path.relative());
+    let cgroup = Cgroup::new(hierarchies::auto(), path.relative()).with_context(|| format!("create cgroup {path}"))?;
+    if let Some(resources) = resources {
+        // CPU and pids limits act on the guest thread; memory is bounded per store.
+        apply(&cgroup, &path, resources);
+    }
+    Ok(ContainerCgroup { path, cgroup, per_thread: true })
+}
+
+fn apply(cgroup: &Cgroup, path: &CgroupsPath, resources: &LinuxResources) {
+    if let Err(e) = containerd_shim::cgroup::update_resources(cgroup, resources) {
+        log::warn!("cgroup {path}: apply resources: {e}");
+    }
+}
+
+/// Metrics of the cgroup a spec's `cgroupsPath` names, which outlives the
+/// container's processes: Stats after an exit still answer (containerd's
+/// CRI asks then, to tell an OOM kill).
+pub fn spec_metrics(spec: &Spec) -> Option<anyhow::Result<Metrics>> {
+    let path = match CgroupsPath::of(spec) {
+        Ok(path) => path?,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let cgroup = Cgroup::load(hierarchies::auto(), path.relative());
+    Some(Metrics::of(&cgroup).with_context(|| format!("cgroup {path}")))
+}
+
+/// Metrics of the cgroup process `pid` is in.
+pub fn process_metrics(pid: u32) -> anyhow::Result<Metrics> {
+    let cgroup = if hierarchies::is_cgroup2_unified_mode() {
+        Cgroup::load(hierarchies::auto(), process_cgroup_v2(pid)?)
+    } else {
+        containerd_shim::cgroup::get_cgroup(pid).map_err(|e| anyhow::anyhow!("find cgroup of {pid}: {e}"))?
+    };
+    Metrics::of(&cgroup)
+}
+
+/// A process's cgroup on a unified host, relative to the root (`0::/x` → `x`).
+fn process_cgroup_v2(pid: u32) -> anyhow::Result<String> {
+    let file = format!("/proc/{pid}/cgroup");
+    let text = std::fs::read_to_string(&file).with_context(|| format!("read {file}"))?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::")).with_context(|| format!("{file} has no cgroup v2 entry"))?;
+    Ok(path.trim().trim_start_matches('/').to_string())
+}
+
+/// Moves the whole shim into the pod-level cgroup, once (cgroup v1).
+fn join_parent_once(relative: &str) {
+    static JOINED: Once = Once::new();
+    let Some(parent) = std::path::Path::new(relative).parent().filter(|p| !p.as_os_str().is_empty()) else { return };
+    let parent = parent.to_string_lossy().into_owned();
+    JOINED.call_once(|| {
+        let joined = Cgroup::new(hierarchies::auto(), &parent)
+            .map_err(anyhow::Error::from)
+            .and_then(|cg| cg.add_task_by_tgid(CgroupPid::from(std::process::id() as u64)).map_err(anyhow::Error::from));
+        match joined {
+            Ok(()) => log::info!("shim joined cgroup /{parent}"),
+            Err(e) => log::warn!("shim could not join cgroup /{parent}: {e:#}"),
+        }
+    });
+}
+
+impl ContainerCgroup {
+    /// Moves a guest's thread into the container's cgroup where threads can
+    /// be placed one by one; threads it starts later inherit it.
+    pub fn add_thread(&self, tid: u64) {
+        if !self.per_thread {
+            return;
+        }
+        if let Err(e) = self.cgroup.add_task(CgroupPid::from(tid)) {
+            log::warn!("cgroup {}: add thread {tid}: {e}", self.path);
+        }
+    }
+
+    pub fn metrics(&self) -> anyhow::Result<Metrics> {
+        Metrics::of(&self.cgroup).with_context(|| format!("cgroup {}", self.path))
+    }
+
+    /// Removes the cgroup; its guest threads have ended by now. The shim's
+    /// process leaves a cgroupfs holder first.
+    pub fn remove(&self) {
+        if !self.per_thread {
+            let mut home = HOME.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(Home { holder, origin }) = home.as_ref() else { return };
+            if *holder != self.path {
+                return;
+            }
+            let Some(origin) = origin.clone() else { return };
+            let back = Cgroup::load(hierarchies::auto(), &origin).add_task_by_tgid(CgroupPid::from(std::process::id() as u64));
+            if let Err(e) = back {
+                log::warn!("cgroup {}: move the shim back to /{origin}: {e}", self.path);
+                return;
+            }
+            *home = None;
+        }
+        if let Err(e) = self.cgroup.delete() {
+            log::warn!("remove cgroup {}: {e}", self.path);
+        }
+    }
+}
