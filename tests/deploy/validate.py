@@ -14,8 +14,13 @@
              registry-overlay.sh writes) whose Wasm images must all be
              REGISTRY/chat/<service>:latest; checked like the base otherwise
 --selftest   then break copies of REPO/deploy in known ways (an exec probe on a
-             Wasm pod, a missing runtimeClassName, an undefined $(VAR), ...)
-             and check that each is caught
+             Wasm pod, a missing runtimeClassName, an undefined $(VAR), a
+             misspelled Service in a URL, ...) and check that each is caught
+Upstreams are addressed by Service name (cluster DNS; the shim hands Wasm
+guests the pod's resolv.conf), so the <SERVICE>_SERVICE_HOST/_PORT variables
+kubelet injects with service links are not modeled: a $(VAR) must be defined
+earlier in its container, and the host of every *_URL variable must be a
+Service of the manifests, its port one the Service exposes.
 Prints PASS/FAIL lines and, last, "N passed, M failed" (adding --passed and
 --failed, counts of checks run before this script); exits 1 on any failure.
 Needs PyYAML; tomllib (Python 3.11+) for the TOML checks, else they are skipped.
@@ -26,6 +31,7 @@ import base64
 import os
 import re
 import sys
+import urllib.parse
 
 import yaml
 
@@ -193,22 +199,23 @@ def find(docs, kind, name_prefix=None, generated=False):
     return out
 
 
-def service_env(docs, namespace):
-    """The variables kubelet injects for each Service with a cluster IP."""
-    env = {}
-    for i, s in enumerate(find(docs, "Service")):
-        if meta(s).get("namespace") != namespace or (s.get("spec") or {}).get("clusterIP") == "None":
-            continue
-        ports = (s.get("spec") or {}).get("ports") or []
-        if not ports:
-            continue
-        prefix = meta(s)["name"].upper().replace("-", "_")
-        env[f"{prefix}_SERVICE_HOST"] = f"10.96.0.{i + 10}"
-        env[f"{prefix}_SERVICE_PORT"] = str(ports[0]["port"])
-    return env
+def service_ports(docs):
+    """{(namespace, Service name): the ports it exposes}."""
+    return {(meta(s).get("namespace"), meta(s).get("name")): {p.get("port") for p in (s.get("spec") or {}).get("ports") or []}
+            for s in find(docs, "Service")}
 
 
-def container_env(docs, namespace, c, svc_env):
+def service_of_host(host, namespace):
+    """(namespace, name) of the Service a cluster DNS name means from a pod in
+    namespace: name, name.ns, name.ns.svc or name.ns.svc.cluster.local; None
+    for anything else (an IP address, an outside name)."""
+    labels = host.lower().split(".")
+    if len(labels) == 1 or labels[2:] in ([], ["svc"], ["svc", "cluster", "local"]):
+        return (labels[1] if len(labels) > 1 else namespace), labels[0]
+    return None
+
+
+def container_env(docs, namespace, c):
     """The environment kubelet would give container c (values expanded)."""
     env, unresolved = {}, []
     by_name = {(d.get("kind"), meta(d).get("name")): d for d in docs if meta(d).get("namespace") == namespace}
@@ -236,8 +243,6 @@ def container_env(docs, namespace, c, svc_env):
                 name = m.group(1)
                 if name in env:
                     return env[name]
-                if name in svc_env:
-                    return svc_env[name]
                 unresolved.append(f"{e['name']}: $({name}) is not defined before it")
                 return m.group(0)
             env[e["name"]] = VAR_REF.sub(sub, str(e["value"]))
@@ -334,18 +339,51 @@ def check_env(ck, name, docs):
         if d.get("kind") not in WORKLOAD_KINDS:
             continue
         ns, spec = meta(d).get("namespace"), pod_spec(d)
-        svc = service_env(docs, ns) if spec.get("enableServiceLinks", True) else {}
         problems = []
         for c in containers(spec):
-            _, unresolved = container_env(docs, ns, c, svc)
+            env, unresolved = container_env(docs, ns, c)
             problems += [f"{c['name']}: {u}" for u in unresolved]
             for arg in (c.get("command") or []) + (c.get("args") or []):
                 for var in VAR_REF.findall(str(arg)):
-                    env, _ = container_env(docs, ns, c, svc)
                     if var not in env:
                         problems.append(f"{c['name']}: $({var}) in command/args is not defined")
         if any(c.get("env") or c.get("envFrom") for c in containers(spec)):
             ck.check(not problems, f"{name}: {d['kind']} {meta(d).get('name')}: every env reference and $(VAR) resolves", "\n".join(problems))
+
+
+def check_upstreams(ck, name, docs):
+    """Each *_URL variable names a Service of these manifests and a port it exposes."""
+    services = service_ports(docs)
+    for d in docs:
+        if d.get("kind") not in WORKLOAD_KINDS:
+            continue
+        ns, spec = meta(d).get("namespace"), pod_spec(d)
+        problems, urls = [], 0
+        for c in containers(spec):
+            env, _ = container_env(docs, ns, c)
+            for var, value in sorted(env.items()):
+                if not var.endswith("_URL") or VAR_REF.search(value):
+                    continue  # an unresolved $(VAR) is check_env's to report
+                urls += 1
+                where = f"{c['name']}: {var}"
+                try:
+                    u = urllib.parse.urlsplit(value)
+                    host, port = u.hostname, u.port
+                except ValueError as e:
+                    problems.append(f"{where} is no URL ({e})")
+                    continue
+                svc = service_of_host(host, ns) if host else None
+                if svc is None:
+                    problems.append(f"{where}: host {host!r} is not a Service name")
+                elif svc not in services:
+                    known = ", ".join(sorted(n for s_ns, n in services if s_ns == svc[0])) or "none"
+                    problems.append(f"{where}: host {host!r}: no Service {svc[1]} in namespace {svc[0]} (Services there: {known})")
+                elif port is None:
+                    problems.append(f"{where}: no port (Service {svc[1]} exposes {sorted(services[svc])})")
+                elif port not in services[svc]:
+                    problems.append(f"{where}: port {port}: Service {svc[1]} exposes {sorted(services[svc])}, not {port}")
+        if urls or problems:
+            ck.check(not problems, f"{name}: {d['kind']} {meta(d).get('name')}: upstream URLs name Services and ports they expose", "\n".join(problems))
 
 
 def check_runtimeclass(ck, name, docs, expect=True):
@@ -418,25 +456,26 @@ def check_chat(ck, name, docs, registry=None):
     literal_secrets = [ident(d) for d in find(docs, "Secret") if d not in secrets]
     ck.check(not literal_secrets, f"{name}: no other Secret", "\n".join(literal_secrets))
 
-    # The environment each service would get, with service links expanded.
-    svc_env = service_env(docs, "chat")
+    # The environment each service would get, as kubelet expands it; each
+    # upstream by the name of the right Service (check_upstreams checks that
+    # the names and ports exist, this that each points where it should).
     expect = {
-        "session": {"DATABASE_URL": r"mysql://[^:@/]+:[^@/]+@10\.96\.0\.\d+:3306/chat", "LISTEN_PORT": "8081"},
-        "chat": {"DATABASE_URL": r"mysql://.+@10\.96\.0\.\d+:3306/chat", "LISTEN_PORT": "8082"},
-        "message": {"DATABASE_URL": r"mysql://.+@10\.96\.0\.\d+:3306/chat", "LISTEN_PORT": "8083"},
-        "user": {"DATABASE_URL": r"mysql://.+@10\.96\.0\.\d+:3306/chat", "REDIS_URL": r"redis://:[^@]+@10\.96\.0\.\d+:6379", "LISTEN_PORT": "8084"},
-        "truncator": {"DATABASE_URL": r"mysql://.+@10\.96\.0\.\d+:3306/chat", "REDIS_URL": r"redis://:[^@]+@10\.96\.0\.\d+:6379",
+        "session": {"DATABASE_URL": r"mysql://[^:@/]+:[^@/]+@mysql:3306/chat", "LISTEN_PORT": "8081"},
+        "chat": {"DATABASE_URL": r"mysql://.+@mysql:3306/chat", "LISTEN_PORT": "8082"},
+        "message": {"DATABASE_URL": r"mysql://.+@mysql:3306/chat", "LISTEN_PORT": "8083"},
+        "user": {"DATABASE_URL": r"mysql://.+@mysql:3306/chat", "REDIS_URL": r"redis://:[^@]+@redis:6379", "LISTEN_PORT": "8084"},
+        "truncator": {"DATABASE_URL": r"mysql://.+@mysql:3306/chat", "REDIS_URL": r"redis://:[^@]+@redis:6379",
                       "LISTEN_PORT": "8085", "TRUNCATOR_ENABLED": "false"},
-        "gateway": {"SESSION_URL": r"http://10\.96\.0\.\d+:8081", "CHAT_URL": r"http://10\.96\.0\.\d+:8082",
-                    "MESSAGE_URL": r"http://10\.96\.0\.\d+:8083", "USER_URL": r"http://10\.96\.0\.\d+:8084",
-                    "TRUNCATOR_URL": r"http://10\.96\.0\.\d+:8085", "LISTEN_PORT": "3000", "STATIC_DIR": "/www"},
+        "gateway": {"SESSION_URL": r"http://session:8081", "CHAT_URL": r"http://chat:8082",
+                    "MESSAGE_URL": r"http://message:8083", "USER_URL": r"http://user:8084",
+                    "TRUNCATOR_URL": r"http://truncator:8085", "LISTEN_PORT": "3000", "STATIC_DIR": "/www"},
     }
     for svc, want in expect.items():
         deps = find(docs, "Deployment", svc)
         if not deps:
             continue
         spec = pod_spec(deps[0])
-        env, unresolved = container_env(docs, "chat", spec["containers"][0], svc_env if spec.get("enableServiceLinks", True) else {})
+        env, unresolved = container_env(docs, "chat", spec["containers"][0])
         wrong = [f"{k}={env.get(k)!r} does not match {v}" for k, v in want.items() if not re.fullmatch(v, env.get(k) or "")]
         ck.check(not wrong and not unresolved, f"{name}: {svc} gets {', '.join(sorted(want))} as kubelet would expand them", "\n".join(wrong + unresolved))
 
@@ -566,6 +605,7 @@ def run(a):
         check_workloads(ck, name, docs)
         check_services(ck, name, docs)
         check_env(ck, name, docs)
+        check_upstreams(ck, name, docs)
         base = name.rstrip("/")
         if name in overlays:
             check_runtimeclass(ck, name, docs)
@@ -594,13 +634,23 @@ def run(a):
 
 
 # Mistakes the checks must catch: (file under deploy/, text, replacement,
-# a FAIL line that must appear).
+# a FAIL line that must appear[, a detail that FAIL line must give]).
 MUTATIONS = [
     ("k8s/chat/session.yaml", "          readinessProbe:\n            tcpSocket:\n              port: http",
      "          readinessProbe:\n            exec:\n              command: [\"true\"]", "session: runtimeClassName wasmtime; probes are tcpSocket/httpGet"),
     ("k8s/chat/chat.yaml", "      runtimeClassName: wasmtime\n", "", "chat runs with runtimeClassName wasmtime"),
-    ("k8s/chat/user.yaml", "$(REDIS_SERVICE_HOST)", "$(REDIS_HOST)", "Deployment user: every env reference"),
-    ("k8s/chat/gateway.yaml", "$(SESSION_SERVICE_PORT)", "$(SESION_SERVICE_PORT)", "Deployment gateway: every env reference"),
+    ("k8s/chat/user.yaml", "$(REDIS_PASSWORD)@", "$(REDIS_PASWORD)@", "Deployment user: every env reference", "$(REDIS_PASWORD) is not defined"),
+    # The old scheme: with service links off, nothing defines the variables.
+    ("k8s/chat/chat.yaml", "@mysql:3306/", "@$(MYSQL_SERVICE_HOST):$(MYSQL_SERVICE_PORT)/", "Deployment chat: every env reference",
+     "$(MYSQL_SERVICE_HOST) is not defined"),
+    ("k8s/chat/gateway.yaml", "http://session:8081", "http://sesion:8081", "Deployment gateway: upstream URLs name Services",
+     "SESSION_URL: host 'sesion': no Service sesion in namespace chat"),
+    ("k8s/chat/truncator.yaml", "@redis:6379", "@redis:6380", "Deployment truncator: upstream URLs name Services",
+     "REDIS_URL: port 6380: Service redis exposes [6379]"),
+    ("k8s/chat/session.yaml", "@mysql:3306/", "@mysql.chat.svc:3307/", "Deployment session: upstream URLs name Services",
+     "DATABASE_URL: port 3307: Service mysql exposes [3306]"),
+    ("k8s/chat/message.yaml", "@mysql:3306/", "@10.96.0.10:3306/", "Deployment message: upstream URLs name Services",
+     "DATABASE_URL: host '10.96.0.10' is not a Service name"),
     ("k8s/chat/kustomization.yaml", "TRUNCATOR_ENABLED=false", "TRUNCATOR_ENABLED=true", "TRUNCATOR_ENABLED is \"false\""),
     ("k8s/chat/gateway.yaml", "      targetPort: http", "      targetPort: web", "Service gateway selects pods and their ports"),
     ("k8s/chat/message.yaml", "          imagePullPolicy: IfNotPresent", "          imagePullPolicy: Always", "message image localhost/chat/message:latest, imagePullPolicy IfNotPresent"),
@@ -621,7 +671,7 @@ def selftest(repo, ck):
     import shutil
     import tempfile
 
-    for rel, old, new, expect in MUTATIONS:
+    for rel, old, new, expect, *detail in MUTATIONS:
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copytree(os.path.join(repo, "deploy"), os.path.join(tmp, "deploy"), symlinks=True)
             path = os.path.join(tmp, "deploy", rel)
@@ -641,9 +691,21 @@ def selftest(repo, ck):
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
                 result = run(parse_args(argv))
-            caught = [line for line in out.getvalue().splitlines() if line.startswith("FAIL") and expect in line]
-            ck.check(result.failed > 0 and caught, f"selftest: a broken {rel} is caught: FAIL …{expect}…",
-                     f"expected a FAIL line with {expect!r}; got:\n" + "\n".join(l for l in out.getvalue().splitlines() if l.startswith("FAIL")))
+            lines = out.getvalue().splitlines()
+            caught = []
+            for i, line in enumerate(lines):
+                if line.startswith("FAIL") and expect in line:
+                    details = []
+                    for more in lines[i + 1:]:
+                        if not more.startswith("     | "):
+                            break
+                        details.append(more)
+                    if all(any(x in m for m in details) for x in detail):
+                        caught.append(line)
+            what = f"FAIL …{expect}…" + "".join(f" saying …{x}…" for x in detail)
+            ck.check(result.failed > 0 and caught, f"selftest: a broken {rel} is caught: {what}",
+                     f"expected a FAIL line with {expect!r}" + "".join(f" and a detail with {x!r}" for x in detail) + "; got:\n"
+                     + "\n".join(l for l in lines if l.startswith("FAIL") or l.startswith("     | ")))
 
 
 def main():
