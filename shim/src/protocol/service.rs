@@ -96,6 +96,12 @@ impl Shim for Service {
 /// Starts (or reuses, for a pod) the shim daemon and returns its address.
 async fn start_daemon(opts: StartOpts, bundle: &Path) -> Result<String, Error> {
     let grouping = grouping_of(bundle).unwrap_or_else(|| opts.id.clone());
+    let address = opts.socket_address(&grouping);
+    if serves(&address) {
+        // Another container of this pod: its daemon is running already.
+        write_str_to_file("address", &address).await?;
+        return Ok(address);
+    }
     let address = spawn(opts, &grouping, Vec::new()).await?;
     write_str_to_file("address", &address).await?;
     Ok(address)
@@ -134,6 +140,11 @@ pub async fn start_action(flags: Flags) -> Result<(), Error> {
     Ok(())
 }
 
+/// Does a shim daemon answer on `address` (`unix://…` or a path)?
+fn serves(address: &str) -> bool {
+    std::os::unix::net::UnixStream::connect(address.strip_prefix("unix://").unwrap_or(address)).is_ok()
+}
+
 /// Containers of one pod share a shim: group by the pod's sandbox id.
 fn grouping_of(bundle: &Path) -> Option<String> {
     let spec = crate::host::bundle::read_spec(bundle).ok()?;
@@ -169,7 +180,21 @@ pub async fn serve(flags: Flags) -> anyhow::Result<()> {
     if let Some(parent) = Path::new(&path).parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
     }
-    let listener = std::os::unix::net::UnixListener::bind(&path).with_context(|| format!("listen on {path}"))?;
+    let listener = match std::os::unix::net::UnixListener::bind(&path) {
+        Ok(listener) => listener,
+        // Two starts of one pod raced: the other daemon serves it.
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && serves(&path) => {
+            log::info!("another shim serves {path} already");
+            return Ok(());
+        }
+        // Left by a shim that was killed: nobody listens on it.
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            log::warn!("removing the stale socket {path}");
+            std::fs::remove_file(&path).with_context(|| format!("remove stale socket {path}"))?;
+            std::os::unix::net::UnixListener::bind(&path).with_context(|| format!("listen on {path}"))?
+        }
+        Err(e) => return Err(anyhow::Error::from(e).context(format!("listen on {path}"))),
+    };
     let listener = Listener::try_from(listener).context("ttrpc listener")?;
     let mut server = Server::new().add_listener(listener).register_service(services);
     server.start().await.map_err(|e| anyhow::anyhow!("start ttrpc server: {e}"))?;

@@ -11,7 +11,8 @@
 //!   shim process moves into the cgroup of the first Wasm container it runs
 //!   — the systemd scope runc would create for that cgroupsPath, or the
 //!   cgroupfs directory — under that container's CPU and pids limits. Later
-//!   Wasm containers of the pod are accounted there too.
+//!   Wasm containers of the pod are accounted there too; when that container
+//!   is removed the process moves on to another's cgroup, or back.
 //!
 //! Memory limits are not put on the shim's process: each guest's linear
 //! memory is bounded by its own limit in the store, and the pod's cgroup
@@ -36,20 +37,26 @@ use crate::error::Result;
 pub struct ContainerCgroup {
     path: CgroupsPath,
     cgroup: Cgroup,
-    /// Guest threads are moved in one by one (cgroup v1, cgroupfs).
+    /// Guest threads are moved in one by one (cgroup v1, cgroupfs); else the
+    /// shim's process is accounted as a whole (see [`ProcessHome`]).
     per_thread: bool,
 }
 
-/// The container cgroup the shim's process sits in (cgroup v2 or systemd).
-struct Home {
-    holder: CgroupsPath,
-    /// Where the process came from (cgroupfs), to go back before the holder
-    /// is removed. A systemd scope ends by itself once the shim exits;
-    /// stopping it would signal the shim.
+/// Where the shim's process is accounted when cgroups hold processes: in
+/// the cgroup of one of its running Wasm containers (the holder). When the
+/// holder is removed the process moves on to another member's, or back where
+/// it came from, so it never sits in a removed container's cgroup.
+#[derive(Default)]
+struct ProcessHome {
+    holder: Option<CgroupsPath>,
+    /// The process's cgroup before it first moved (cgroup v2).
     origin: Option<String>,
+    /// Wasm containers accounted with the process, holder included, with
+    /// the limits a holder applies.
+    members: Vec<(CgroupsPath, Option<LinuxResources>)>,
 }
 
-static HOME: Mutex<Option<Home>> = Mutex::new(None);
+static HOME: Mutex<Option<ProcessHome>> = Mutex::new(None);
 
 /// The cgroup for a Wasm container, if the spec names one.
 pub fn for_container(spec: &Spec) -> Result<Option<ContainerCgroup>> {
@@ -58,42 +65,53 @@ pub fn for_container(spec: &Spec) -> Result<Option<ContainerCgroup>> {
     if !hierarchies::is_cgroup2_unified_mode() && !path.is_systemd() {
         return Ok(Some(per_thread(path, resources.as_ref())?));
     }
-    let mut home = HOME.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(home) = home.as_ref() {
-        log::info!("cgroup {path}: the shim's process is in {} already; this container is accounted there", home.holder);
-        return Ok(None);
-    }
-    let shim = CgroupPid::from(std::process::id() as u64);
     // CPU and pids only: see the module comment.
     let limits = resources.map(|mut r| {
         r.set_memory(None);
         r
     });
-    let origin = match &path {
+    let mut guard = HOME.lock().unwrap_or_else(|e| e.into_inner());
+    let home = guard.get_or_insert_with(ProcessHome::default);
+    if home.origin.is_none() && hierarchies::is_cgroup2_unified_mode() {
+        home.origin = Some(process_cgroup_v2(std::process::id())?);
+    }
+    match &home.holder {
+        Some(holder) => log::info!("cgroup {path}: accounted with the shim's process, in {holder}"),
+        None => {
+            move_process(&path, limits.as_ref())?;
+            home.holder = Some(path.clone());
+        }
+    }
+    home.members.push((path.clone(), limits));
+    let cgroup = Cgroup::load(hierarchies::auto(), path.relative());
+    Ok(Some(ContainerCgroup { path, cgroup, per_thread: false }))
+}
+
+/// Moves the shim's process into `path`'s cgroup: a systemd scope is
+/// started with it (the holder's old scope, left empty, ends by itself), a
+/// cgroupfs directory is created.
+fn move_process(path: &CgroupsPath, limits: Option<&LinuxResources>) -> Result<()> {
+    let shim = CgroupPid::from(std::process::id() as u64);
+    match path {
         CgroupsPath::Systemd { spec, .. } => {
             let mut scope = SystemdManager::new(spec).map_err(|e| anyhow::anyhow!("systemd scope for {path}: {e}"))?;
             scope.add_proc(shim).map_err(|e| anyhow::anyhow!("start systemd scope {path} with the shim: {e}"))?;
-            if let Some(limits) = &limits {
+            if let Some(limits) = limits {
                 if let Err(e) = scope.set(limits) {
                     log::warn!("cgroup {path}: apply resources: {e}");
                 }
             }
-            None
         }
         CgroupsPath::Fs { relative } => {
-            let origin = process_cgroup_v2(std::process::id())?;
             let cgroup = Cgroup::new(hierarchies::auto(), relative).with_context(|| format!("create cgroup {path}"))?;
-            if let Some(limits) = &limits {
-                apply(&cgroup, &path, limits);
+            if let Some(limits) = limits {
+                apply(&cgroup, path, limits);
             }
             cgroup.add_task_by_tgid(shim).with_context(|| format!("move the shim into cgroup {path}"))?;
-            Some(origin)
         }
-    };
+    }
     log::info!("shim's process joined cgroup {path}");
-    *home = Some(Home { holder: path.clone(), origin });
-    let cgroup = Cgroup::load(hierarchies::auto(), path.relative());
-    Ok(Some(ContainerCgroup { path, cgroup, per_thread: false }))
+    Ok(())
 }
 
 /// cgroup v1, cgroupfs: the container's own cgroup, for its guest threads.
@@ -171,29 +189,62 @@ impl ContainerCgroup {
         }
     }
 
+    /// The container's cgroup's metrics; for a container accounted with the
+    /// shim's process, those of the cgroup that process is in.
     pub fn metrics(&self) -> anyhow::Result<Metrics> {
-        Metrics::of(&self.cgroup).with_context(|| format!("cgroup {}", self.path))
+        let holder = match self.per_thread {
+            true => None,
+            false => HOME.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|h| h.holder.clone()),
+        };
+        match holder {
+            Some(holder) if holder != self.path => {
+                Metrics::of(&Cgroup::load(hierarchies::auto(), holder.relative())).with_context(|| format!("cgroup {holder}"))
+            }
+            _ => Metrics::of(&self.cgroup).with_context(|| format!("cgroup {}", self.path)),
+        }
     }
 
-    /// Removes the cgroup; its guest threads have ended by now. The shim's
-    /// process leaves a cgroupfs holder first.
+    /// Removes the cgroup; its guest threads have ended by now. A holder of
+    /// the shim's process hands it on first.
     pub fn remove(&self) {
-        if !self.per_thread {
-            let mut home = HOME.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(Home { holder, origin }) = home.as_ref() else { return };
-            if *holder != self.path {
-                return;
-            }
-            let Some(origin) = origin.clone() else { return };
-            let back = Cgroup::load(hierarchies::auto(), &origin).add_task_by_tgid(CgroupPid::from(std::process::id() as u64));
-            if let Err(e) = back {
-                log::warn!("cgroup {}: move the shim back to /{origin}: {e}", self.path);
-                return;
-            }
-            *home = None;
+        if !self.per_thread && !self.leave_process_home() {
+            return;
         }
-        if let Err(e) = self.cgroup.delete() {
-            log::warn!("remove cgroup {}: {e}", self.path);
+        let exists = !hierarchies::is_cgroup2_unified_mode() || std::path::Path::new("/sys/fs/cgroup").join(self.path.relative()).exists();
+        if exists && !self.path.is_systemd() {
+            if let Err(e) = self.cgroup.delete() {
+                log::warn!("remove cgroup {}: {e}", self.path);
+            }
         }
+    }
+
+    /// Leaves the members; if this container holds the shim's process, moves
+    /// it to the next member's cgroup or back to its origin. False if the
+    /// process could not leave (the cgroup must stay).
+    fn leave_process_home(&self) -> bool {
+        let mut guard = HOME.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(home) = guard.as_mut() else { return true };
+        home.members.retain(|(p, _)| *p != self.path);
+        if home.holder.as_ref() != Some(&self.path) {
+            return true;
+        }
+        if let Some((next, limits)) = home.members.first().cloned() {
+            match move_process(&next, limits.as_ref()) {
+                Ok(()) => {
+                    home.holder = Some(next);
+                    return true;
+                }
+                Err(e) => log::warn!("cgroup {}: move the shim on to {next}: {e}", self.path),
+            }
+        }
+        let Some(origin) = home.origin.clone() else { return false };
+        let back = Cgroup::load(hierarchies::auto(), &origin).add_task_by_tgid(CgroupPid::from(std::process::id() as u64));
+        if let Err(e) = back {
+            log::warn!("cgroup {}: move the shim back to /{origin}: {e}", self.path);
+            return false;
+        }
+        log::info!("shim's process went back to cgroup /{origin}");
+        home.holder = None;
+        true
     }
 }
