@@ -72,7 +72,7 @@ pub fn unpacks_wasm_artifacts() -> bool {
     }
 }
 
-fn ctr_command(args: &[&str]) -> Command {
+pub fn ctr_command(args: &[&str]) -> Command {
     let env = env();
     let mut cmd = Command::new("ctr");
     cmd.arg("--address").arg(env.dir.join("containerd.sock")).args(["--namespace", "wasm"]).args(args);

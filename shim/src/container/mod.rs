@@ -6,6 +6,7 @@
 pub mod exec;
 pub mod instance;
 pub mod linux;
+pub mod orphan;
 pub mod wasm;
 
 use std::time::SystemTime;

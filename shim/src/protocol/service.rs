@@ -24,6 +24,7 @@ const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 
 pub struct Service {
     exit: Arc<ExitSignal>,
+    id: String,
     namespace: String,
     /// containerd's API socket, for image content (OCI Wasm artifacts).
     address: String,
@@ -40,7 +41,7 @@ impl Shim for Service {
         } else {
             PathBuf::from(&args.bundle)
         };
-        Service { exit: Arc::default(), namespace: args.namespace.clone(), address: args.address.clone(), bundle }
+        Service { exit: Arc::default(), id: args.id.clone(), namespace: args.namespace.clone(), address: args.address.clone(), bundle }
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
@@ -49,10 +50,7 @@ impl Shim for Service {
 
     async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
         // The daemon is gone (crashed or killed): release what it held.
-        if let Err(e) = crate::host::bundle::unmount_rootfs(&self.bundle) {
-            log::warn!("delete: {e:#}");
-        }
-        let _ = std::fs::remove_dir_all(self.bundle.join("wasm-scratch"));
+        crate::container::orphan::release(&self.bundle, &self.namespace, &self.id).await;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Ok(DeleteResponse {
             exit_status: 128 + libc::SIGKILL as u32,

@@ -131,6 +131,18 @@ fn apply(cgroup: &Cgroup, path: &CgroupsPath, resources: &LinuxResources) {
     }
 }
 
+/// Removes the cgroupfs cgroup of a Wasm container whose shim was killed (its
+/// threads died with it). A systemd scope ends by itself with its processes.
+pub fn remove_orphaned(spec: &Spec) {
+    let Ok(Some(path @ CgroupsPath::Fs { .. })) = CgroupsPath::of(spec) else { return };
+    let cgroup = Cgroup::load(hierarchies::auto(), path.relative());
+    if cgroup.exists() {
+        if let Err(e) = cgroup.delete() {
+            log::warn!("remove cgroup {path}: {e}");
+        }
+    }
+}
+
 /// Metrics of the cgroup a spec's `cgroupsPath` names, which outlives the
 /// container's processes: Stats after an exit still answer (containerd's
 /// CRI asks then, to tell an OOM kill).
