@@ -55,7 +55,7 @@ fn killed_shim_of_a_standalone_container_reports_an_exit_and_leaves_nothing() {
     assert!(!alive(shim));
     assert_eq!(cgroup_dirs(&format!("{NAMESPACE}/{id}")), Vec::<std::path::PathBuf>::new(), "the container's cgroup leaked");
     assert!(mounts_under(&env().dir).iter().all(|m| !m.contains(&id)), "a mount leaked: {:?}", mounts_under(&env().dir));
-    assert!(!task_dirs().contains(&id), "the task's state dir leaked");
+    assert!(wait_until(Duration::from_secs(10), || !task_dirs().contains(&id)), "the task's state dir leaked");
 }
 
 #[test]
@@ -83,7 +83,21 @@ fn killed_shim_of_a_pod_is_cleaned_up_and_the_pod_made_again() {
     assert!(wait_until(Duration::from_secs(10), || !alive(sidecar_pid)), "the sidecar (pid {sidecar_pid}) still runs");
     let parent = pod.cgroup_parent.clone();
     let name = pod.config.metadata.as_ref().unwrap().name.clone();
-    pod.remove();
+    // As kubelet does, RemovePodSandbox is retried until it succeeds
+    // (containerd 2.x may still be cleaning up after the dead shim).
+    pod.cri.stop_pod(&pod.id).unwrap_or_else(|e| panic!("StopPodSandbox: {e}"));
+    let mut last = None;
+    let removed = wait_until(Duration::from_secs(15), || match pod.cri.remove_pod(&pod.id) {
+        Ok(()) => true,
+        Err(e) => {
+            last = Some(e);
+            false
+        }
+    });
+    assert!(removed, "RemovePodSandbox kept failing: {last:?}");
+    if let Some(e) = last {
+        eprintln!("RemovePodSandbox succeeded after retrying; first error: {e}");
+    }
     // kubelet's housekeeping retries the pod cgroup's removal until its
     // containers' cgroups are gone; so does this.
     let removed = wait_until(Duration::from_secs(10), || {
