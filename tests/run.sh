@@ -6,7 +6,8 @@
 #
 #   tests/run.sh            all tests
 #   tests/run.sh NAME       only end-to-end tests whose name contains NAME;
-#                           `docker`, `critest` and `chat` run those suites
+#                           `docker`, `critest`, `node` (the node VM) and
+#                           `chat` run those suites
 #
 # E2E_CONTAINERD="1.6 2" (default) chooses the passes: "1.6" is the
 # containerd on PATH, "2" the Go-built one.
@@ -114,6 +115,23 @@ fi
 if [ -z "$FILTER" ] || [ "$FILTER" = critest ]; then
     echo "==> critest (cri-tools) with --runtime-handler wasmtime on containerd 2.x (tests/critest/run.sh)"
     SHIM="$WORK/bin/containerd-shim-wasmtime-v1" bash "$ROOT/tests/critest/run.sh" || status=1
+fi
+if [ -z "$FILTER" ] || [ "$FILTER" = node ]; then
+    # A systemd + cgroup v2 node in a QEMU VM (tests/node-vm/): the shim
+    # installed by deploy/node-installer, then CRI pods on both cgroup drivers
+    # with containerd 1.6, and on the systemd driver with containerd 2.x.
+    # `tests/run.sh node` also runs the installer's smoke test.
+    echo "==> node VM: systemd, cgroup v2, CRI on both cgroup drivers, containerd 1.6 and 2.x (tests/node-vm/cri-test.sh)"
+    if [ -z "${CRI_TOOLS_BIN_DIR:-}" ]; then
+        bash "$ROOT/deploy/dev/build-go-tools.sh"
+        eval "$(bash "$ROOT/deploy/dev/build-go-tools.sh" --print-env)"
+    fi
+    node_env=(NODE_VM_SHIM="$WORK/bin/containerd-shim-wasmtime-v1" NODE_VM_WASM_OCI="$CARGO_TARGET_DIR/release/wasm-oci")
+    if [ "$FILTER" = node ]; then
+        env "${node_env[@]}" bash "$ROOT/tests/node-vm/smoke-test.sh" || status=1
+    fi
+    env "${node_env[@]}" NODE_VM_IMAGES="$WORK/images" CRICTL="$CRI_TOOLS_BIN_DIR/crictl" CONTAINERD2_BIN_DIR="$CONTAINERD2_BIN_DIR" \
+        bash "$ROOT/tests/node-vm/cri-test.sh" || status=1
 fi
 if [ -z "$FILTER" ] || [ "$FILTER" = chat ]; then
     echo "==> the chat application on containerd (tests/chat/run.sh)"

@@ -3,11 +3,12 @@
 # and runc (Debian's), CNI plugins, busybox-static (native test images),
 # debootstrap (MariaDB/Redis images), chromium (the browser test), PyYAML
 # (manifest checks), docker-registry (a loopback registry for the pull
-# tests), dnsmasq-base (a DNS server in the test pod network), the wasm
-# targets. Safe to run again; installs only what is missing.
+# tests), dnsmasq-base (a DNS server in the test pod network), QEMU, ssh
+# and jq (the node VM, tests/node-vm/), the wasm targets. Safe to run again;
+# installs only what is missing.
 set -euo pipefail
 
-packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler wrk python3 python3-yaml debootstrap curl chromium docker-registry dnsmasq-base)
+packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler wrk python3 python3-yaml debootstrap curl chromium docker-registry dnsmasq-base qemu-system-x86 qemu-utils openssh-client e2fsprogs jq)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
