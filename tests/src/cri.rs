@@ -83,6 +83,11 @@ impl Cri {
         self.call(|mut c| async move { c.stop_container(req).await }).map(|_| ())
     }
 
+    pub fn remove_container(&mut self, id: &str) -> CriResult<()> {
+        let req = RemoveContainerRequest { container_id: id.into() };
+        self.call(|mut c| async move { c.remove_container(req).await }).map(|_| ())
+    }
+
     pub fn container_status(&mut self, id: &str) -> CriResult<ContainerStatus> {
         let req = ContainerStatusRequest { container_id: id.into(), verbose: false };
         self.call(|mut c| async move { c.container_status(req).await })
