@@ -10,6 +10,14 @@
 #   smoke      images/services/smoke.sh with the truncator (every status code)
 #   load       100 concurrent clients post 1000 messages to one chat;
 #              then exactly 1000 rows for it (SQL inside the MariaDB container)
+#   abort      clients that hang up mid-request, under a posting load: waves
+#              of 200 send a POST and all hang up at once (a quarter with a
+#              RST; every tenth resets as soon as it has connected), at most
+#              1000 in 10 s, to the message service directly
+#              (abort-message), then through the gateway (abort-gateway);
+#              right after, a GET and a POST each answered within 1 s (x3),
+#              no load request failed, every acknowledged POST stored, no
+#              service crashed, no "timed out" in their logs
 #   restart    the message service is restarted under a bounded posting load;
 #              every message acknowledged with 201 is in the database
 #   browser    chromium + playwright-core: session, online, chat, send, edit,
@@ -159,6 +167,68 @@ if [ "$rc" = 0 ] && [ "$rows" = 1000 ]; then load_ok=0; fi
 [ "$load_ok" = 0 ] || tail -n 5 "$OUT/load.err"
 record load "$load_ok" "acked $(json_field "$load" acked 2>/dev/null)/1000, rows in chat $chat_id: ${rows:-?}, $(json_field "$load" seconds 2>/dev/null) s, $(json_field "$load" req_per_s 2>/dev/null) req/s, p50 $(json_field "$load" p50_ms 2>/dev/null) ms, p99 $(json_field "$load" p99_ms 2>/dev/null) ms"
 load_chat=$chat_id
+
+# ---- abort -----------------------------------------------------------------
+# load.py abort: see its docstring. A service that crashed (it used to, on a
+# client's RST) is restarted afterwards so that the later tests still run.
+abort_summary() { # RESULT_JSON
+    $PY -c 'import json, sys
+d = json.loads(sys.argv[1]); k = d.get("by_kind") or {}; g = lambda key: d.get(key, "?")
+print("%s hang-ups (%s with a RST, %s of them right after connecting; %s mid-body; %s answered before)"
+      " in %s s under %s posting clients;"
+      " load acked %s, failed %s (after the burst: %s); next GET+POST x%s: %s/%s ok, slowest %s ms"
+      % (g("aborts"), k.get("reset", "?"), k.get("reset_at_connect", "?"), k.get("mid_body", "?"),
+         g("answered_before_close"),
+         g("burst_seconds"), g("clients"), g("load_acked"), g("load_failed"), g("load_failed_after"),
+         d.get("probes", 0) // 2, g("probes_ok"), g("probes"), g("probe_max_ms")))' "$1" 2>/dev/null || echo "no result"
+}
+
+abort_check() { # NAME TARGET_URL SERVICE... (whose logs and tasks are checked)
+    local name=$1 target=$2 result rc chat_id missing="?" stored="?" timed_out=0 down=() s i n traps0 traps ok
+    shift 2
+    local services=("$@") offsets=()
+    for s in "${services[@]}"; do offsets+=("$(stat -c %s "$CHAT_DIR/logs/$s.log" 2>/dev/null || echo 0)"); done
+    traps0=$(grep -c 'wasm trap' "$CHAT_CONTAINERD/containerd.log" 2>/dev/null)
+    result=$(timeout 120 $PY "$HERE/load.py" abort "$CHAT_URL" --target "$target" --clients 2 --aborts 1000 \
+        --abort-seconds 10 --wave 200 --reset-fraction 0.25 --probe-timeout 1 \
+        --acked "$OUT/$name-acked.txt" 2>"$OUT/$name.err")
+    rc=$?
+    result=${result:-"{}"}
+    echo "    $result"
+    traps=$(($(grep -c 'wasm trap' "$CHAT_CONTAINERD/containerd.log" 2>/dev/null) - traps0))
+    for i in "${!services[@]}"; do
+        s=${services[$i]}
+        n=$(tail -c +"$((offsets[i] + 1))" "$CHAT_DIR/logs/$s.log" 2>/dev/null | grep -c 'timed out')
+        timed_out=$((timed_out + n))
+        [ "$(chat_task_status "$s")" = RUNNING ] || down+=("$s")
+    done
+    chat_id=$(json_field "$result" chat_id 2>/dev/null)
+    if [ -n "$chat_id" ] && sql "SELECT text FROM messages WHERE chat_id = $chat_id" >"$OUT/$name-db.txt" 2>>"$OUT/$name.err"; then
+        missing=$(comm -23 <(sort -u "$OUT/$name-acked.txt" 2>/dev/null) <(sort -u "$OUT/$name-db.txt") | wc -l)
+        # POSTs whose clients hung up may be stored or not; counted, not judged.
+        stored=$(grep -c '^abort [0-9]' "$OUT/$name-db.txt")
+    fi
+    ok=1
+    if [ "$rc" = 0 ] && [ "$timed_out" = 0 ] && [ "${#down[@]}" = 0 ] && [ "$traps" = 0 ] && [ "$missing" = 0 ]; then
+        ok=0
+    fi
+    if [ "$ok" != 0 ]; then
+        tail -n 5 "$OUT/$name.err"
+        for i in "${!services[@]}"; do
+            tail -c +"$((offsets[i] + 1))" "$CHAT_DIR/logs/${services[$i]}.log" | grep -E 'timed out|ERROR' | tail -n 3
+        done
+        grep 'wasm trap' "$CHAT_CONTAINERD/containerd.log" | tail -n "$((traps > 2 ? 2 : traps))" | cut -c1-400
+        for s in "${down[@]}"; do
+            bash "$ROOT/deploy/local/restart-service.sh" "$s" >>"$OUT/$name-restart.log" 2>&1 ||
+                echo "    could not restart $s (see $OUT/$name-restart.log)"
+        done
+    fi
+    record "$name" "$ok" "to $target: $(abort_summary "$result") (limit 1000 ms); 'timed out' in the logs of ${services[*]}: $timed_out; crashed: ${down[*]:-none} (wasm traps: $traps); acknowledged but missing from the DB: $missing; hung-up POSTs stored anyway: $stored"
+}
+
+echo "==> abort test: clients that hang up mid-request, under load (logs: $OUT/abort-*)"
+abort_check abort-message "http://127.0.0.1:$CHAT_MESSAGE_PORT" message
+abort_check abort-gateway "$CHAT_URL" gateway message
 
 # ---- restart ---------------------------------------------------------------
 echo "==> restart test: restart the message service during a posting load"

@@ -26,7 +26,9 @@ pub struct Request {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
-    pub peer: SocketAddr,
+    /// The client's address, where it can be known safely: never on
+    /// wasm32-wasip2 (see `common::listener`).
+    pub peer: Option<SocketAddr>,
 }
 
 impl Request {

@@ -1,6 +1,19 @@
 //! The HTTP server loop shared by every service: accept, one task per
 //! connection, hyper 1 HTTP/1.1 with keep-alive, bodies read up to
 //! [`MAX_BODY_BYTES`], a deadline per request, and errors rendered as JSON.
+//!
+//! A client that hangs up never cancels a handler half-way. hyper drops the
+//! future of a request whose client has closed the connection; had that
+//! future been the handler, a query would stop half-way, or, worse, a
+//! `mysql_async` `get_conn` that the pool had just woken would be dropped and
+//! take the pool's wakeup with it: every later request then queued behind a
+//! waiter that was never woken, with connections idle in the pool, until
+//! `getting a database connection: timed out` (503). So each request's
+//! handler runs as a task of its own, which hyper's future only awaits: a
+//! hang-up drops the wait, never the work, and the answer goes nowhere. The
+//! deadline ([`ServerConfig::request_timeout`]) is the only thing that stops
+//! a handler early, and the connection's slot (`MAX_CONNECTIONS`) is held
+//! until its last handler is done.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +28,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Env;
 use crate::error::ApiError;
@@ -72,10 +85,13 @@ pub async fn serve_on<H: Handler>(listener: Listener, config: ServerConfig, hand
         };
         let handler = handler.clone();
         let timeout = config.request_timeout;
+        // Shared with the connection's handler tasks, which may outlive it.
+        let permit = Arc::new(permit);
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handle_request(&*handler, req, peer, timeout).await) }
+                let permit = permit.clone();
+                async move { Ok::<_, Infallible>(handle_request(handler, req, peer, timeout, permit).await) }
             });
             let conn = http1::Builder::new()
                 // One write per response: with two (head, then body) the
@@ -87,29 +103,51 @@ pub async fn serve_on<H: Handler>(listener: Listener, config: ServerConfig, hand
                 .header_read_timeout(Duration::from_secs(30))
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
-                log::debug!("connection from {peer}: {e}");
+                match peer {
+                    Some(peer) => log::debug!("connection from {peer}: {e}"),
+                    None => log::debug!("connection: {e}"),
+                }
             }
-            drop(permit);
         });
     }
 }
 
+/// Reads the request, then runs the handler to completion in a task of its
+/// own (see the module docs) and answers with what it returns.
 async fn handle_request<H: Handler>(
-    handler: &H,
+    handler: Arc<H>,
     req: hyper::Request<Incoming>,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     timeout: Duration,
+    permit: Arc<OwnedSemaphorePermit>,
 ) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let result = match read_request(req, peer).await {
-        Ok(request) => match tokio::time::timeout(timeout, handler.handle(request)).await {
+    // Reading the body touches nothing but the connection: if the client
+    // goes away meanwhile, there is nothing to finish.
+    let request = match read_request(req, peer).await {
+        Ok(request) => request,
+        Err(e) => return respond(&method, &path, started, Err(e)),
+    };
+    let work = tokio::spawn(async move {
+        let _connection_slot = permit;
+        let result = match tokio::time::timeout(timeout, handler.handle(request)).await {
             Ok(result) => result,
             Err(_) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out")),
-        },
-        Err(e) => Err(e),
-    };
+        };
+        respond(&method, &path, started, result)
+    });
+    match work.await {
+        Ok(response) => response,
+        // Only on the host (the services abort on panic): a panicking handler.
+        Err(e) => error_response(&ApiError::internal("request handler", &e)),
+    }
+}
+
+/// The response for `result`, logged (server errors as warnings), also when
+/// the client is no longer there to get it.
+fn respond(method: &hyper::Method, path: &str, started: Instant, result: Result<Response, ApiError>) -> Response {
     let response = result.unwrap_or_else(|e| error_response(&e));
     let status = response.status();
     let elapsed = started.elapsed();
@@ -122,7 +160,7 @@ async fn handle_request<H: Handler>(
 }
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] (413).
-async fn read_request(req: hyper::Request<Incoming>, peer: SocketAddr) -> Result<Request, ApiError> {
+async fn read_request(req: hyper::Request<Incoming>, peer: Option<SocketAddr>) -> Result<Request, ApiError> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -210,6 +248,64 @@ mod tests {
         raw.extend(std::iter::repeat_n(b'a', len));
         let resp = roundtrip(addr, &raw).await;
         assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    }
+
+    /// Counts handlers that started and that ran to their end.
+    #[derive(Default)]
+    struct Slow {
+        started: std::sync::atomic::AtomicUsize,
+        finished: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Handler for Slow {
+        async fn handle(&self, _req: Request) -> Result<Response, ApiError> {
+            self.started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Stands for a query (or a wait for a pooled connection).
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            self.finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            json(StatusCode::CREATED, &serde_json::json!({}))
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_client_that_hangs_up_does_not_cancel_its_handler() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handler = Arc::new(Slow::default());
+        let config = ServerConfig { addr, max_connections: 8, request_timeout: Duration::from_secs(5) };
+        tokio::spawn(serve_on(listener, config, handler.clone()));
+
+        for _ in 0..5 {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"POST /m HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}").await.unwrap();
+            // Hang up while the handler is still working.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            drop(c);
+        }
+        assert_eq!(handler.started.load(SeqCst), 5);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(handler.finished.load(SeqCst), 5, "handlers were cancelled when their clients left");
+
+        // And the server answers the next client as usual.
+        let ok =
+            roundtrip(addr, b"POST /m HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 201"), "{ok}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_deadline_still_stops_a_handler() {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handler = Arc::new(Slow::default());
+        let config = ServerConfig { addr, max_connections: 8, request_timeout: Duration::from_millis(50) };
+        tokio::spawn(serve_on(listener, config, handler.clone()));
+        let resp =
+            roundtrip(addr, b"POST /m HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+        assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+        assert!(resp.ends_with(r#"{"error":"request timed out"}"#), "{resp}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(handler.finished.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -50,8 +50,9 @@ impl Handler for Gateway {
             Some(q) => format!("{}?{q}", req.path),
             None => req.path.clone(),
         };
+        let forwarded_for = req.peer.map(|peer| peer.ip().to_string());
         let relayed = upstream
-            .forward(req.method.clone(), &path_and_query, &req.headers, &req.peer.ip().to_string(), req.body.clone())
+            .forward(req.method.clone(), &path_and_query, &req.headers, forwarded_for.as_deref(), req.body.clone())
             .await?;
         let mut response = hyper::Response::new(Full::new(relayed.body));
         *response.status_mut() = relayed.status;
@@ -70,7 +71,7 @@ fn main() -> Result<()> {
         let url = if required { Some(env.required(var)?) } else { env.get(var) };
         if let Some(url) = url {
             let address = Address::parse(&url).with_context(|| format!("{var} is invalid"))?;
-            upstreams.push((segment, Upstream::new(name, address, max_idle)?));
+            upstreams.push((segment, Upstream::new(name, address, max_idle, server_config.request_timeout)?));
         }
     }
     let static_dir = PathBuf::from(env.get("STATIC_DIR").unwrap_or_else(|| "/www".into()));

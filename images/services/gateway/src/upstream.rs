@@ -5,8 +5,16 @@
 //! recently used one (or dials a new one), and the connection goes back once
 //! the response body has been read. Responses are buffered (API bodies are
 //! small JSON), which also frees the connection as early as possible.
+//!
+//! One exchange (send, read the whole response, give the connection back)
+//! runs as a task of its own that `forward` only awaits, under a deadline.
+//! A client that hangs up on the gateway therefore never cuts an exchange
+//! half-way: the upstream still answers (its work is not cancelled either),
+//! and the connection returns to the stack clean, ready for the next request.
+//! Only a complete exchange returns its connection; one past its deadline is
+//! dropped, and its connection closed.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -85,9 +93,17 @@ struct Idle {
 pub struct Upstream {
     /// The service's name, for errors and logs.
     pub name: &'static str,
+    /// What the exchange tasks need too.
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    name: &'static str,
     address: Address,
     host_header: HeaderValue,
     max_idle: usize,
+    /// Deadline of one exchange.
+    timeout: Duration,
     idle: Mutex<Vec<Idle>>,
 }
 
@@ -99,22 +115,25 @@ pub struct Relayed {
 }
 
 impl Upstream {
-    pub fn new(name: &'static str, address: Address, max_idle: usize) -> Result<Self> {
+    /// `timeout` bounds one exchange (the gateway's request deadline).
+    pub fn new(name: &'static str, address: Address, max_idle: usize, timeout: Duration) -> Result<Self> {
         let host_header = HeaderValue::from_str(&address.authority()).context("upstream host")?;
-        Ok(Self { name, address, host_header, max_idle, idle: Mutex::new(Vec::new()) })
+        let shared = Shared { name, address, host_header, max_idle, timeout, idle: Mutex::new(Vec::new()) };
+        Ok(Self { name, shared: Arc::new(shared) })
     }
 
     pub fn address(&self) -> &Address {
-        &self.address
+        &self.shared.address
     }
 
-    /// Sends one request and reads the whole response.
+    /// Sends one request and reads the whole response, in a task of its own
+    /// (see the module docs): dropping this future does not stop it.
     pub async fn forward(
         &self,
         method: Method,
         path_and_query: &str,
         headers: &HeaderMap,
-        forwarded_for: &str,
+        forwarded_for: Option<&str>,
         body: Bytes,
     ) -> Result<Relayed, ApiError> {
         let mut request = hyper::Request::builder()
@@ -123,11 +142,37 @@ impl Upstream {
             .body(Full::new(body))
             .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))?;
         copy_end_to_end(headers, request.headers_mut());
-        request.headers_mut().insert(HOST, self.host_header.clone());
-        if let Ok(v) = HeaderValue::from_str(forwarded_for) {
+        request.headers_mut().insert(HOST, self.shared.host_header.clone());
+        // The client's address, when known (never on wasm32-wasip2).
+        if let Some(v) = forwarded_for.and_then(|f| HeaderValue::from_str(f).ok()) {
             request.headers_mut().insert(HeaderName::from_static("x-forwarded-for"), v);
         }
 
+        let shared = self.shared.clone();
+        let exchange = tokio::spawn(async move {
+            match tokio::time::timeout(shared.timeout, shared.exchange(request)).await {
+                Ok(relayed) => relayed,
+                Err(_) => Err(shared.bad_gateway("waiting for the response", &"timed out")),
+            }
+        });
+        match exchange.await {
+            Ok(relayed) => relayed,
+            // Only on the host (the gateway aborts on panic).
+            Err(e) => Err(self.shared.bad_gateway("forwarding", &e)),
+        }
+    }
+
+    /// Idle connections kept (tests).
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.shared.idle.lock().unwrap().len()
+    }
+}
+
+impl Shared {
+    /// One exchange: send, read the whole response, then (only then) give
+    /// the connection back.
+    async fn exchange(&self, request: hyper::Request<Full<Bytes>>) -> Result<Relayed, ApiError> {
         let (response, sender) = self.send(request).await?;
         let (parts, body) = response.into_parts();
         let body = match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
@@ -226,6 +271,64 @@ fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// A service that answers every request `delay` after it arrives;
+    /// counts the connections it accepted and the requests it answered.
+    async fn slow_service(delay: Duration) -> (Address, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (connections, answered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (c, a) = (connections.clone(), answered.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                c.fetch_add(1, SeqCst);
+                let a = a.clone();
+                let service = hyper::service::service_fn(move |_req| {
+                    let a = a.clone();
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        a.fetch_add(1, SeqCst);
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"{}"))))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        (Address { host: "127.0.0.1".into(), port }, connections, answered)
+    }
+
+    async fn post(upstream: &Upstream) -> Result<Relayed, ApiError> {
+        upstream.forward(Method::POST, "/api/x", &HeaderMap::new(), Some("127.0.0.1"), Bytes::from_static(b"{}")).await
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_client_that_hangs_up_leaves_a_clean_reusable_connection() {
+        let (address, connections, answered) = slow_service(Duration::from_millis(200)).await;
+        let upstream = Upstream::new("test", address, 4, Duration::from_secs(5)).unwrap();
+        // The gateway's client goes away 50 ms into the exchange: its
+        // request future (and so `forward`) is dropped.
+        assert!(tokio::time::timeout(Duration::from_millis(50), post(&upstream)).await.is_err());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(answered.load(SeqCst), 1, "the service's answer was read");
+        assert_eq!(upstream.idle_count(), 1, "the connection went back to the stack");
+        let relayed = post(&upstream).await.unwrap();
+        assert_eq!((relayed.status, &relayed.body[..]), (StatusCode::OK, &b"{}"[..]));
+        assert_eq!(connections.load(SeqCst), 1, "the next request reused that connection");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_exchange_past_its_deadline_drops_its_connection() {
+        let (address, _, _) = slow_service(Duration::from_millis(500)).await;
+        let upstream = Upstream::new("test", address, 4, Duration::from_millis(100)).unwrap();
+        let e = post(&upstream).await.err().expect("a 502");
+        assert_eq!(e.status, StatusCode::BAD_GATEWAY);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(upstream.idle_count(), 0);
+    }
 
     #[test]
     fn parses_addresses() {
