@@ -11,15 +11,18 @@
 #                         script, or $SHIM_BINARY)
 #   --bin-dir DIR         host directory on containerd's PATH (default /usr/local/bin)
 #   --config FILE         host path of containerd's config (default /etc/containerd/config.toml)
-#   --config-version N    2 (containerd 1.6/1.7) or 3 (2.x); only needed when the
-#                         config file is missing/empty and containerd cannot be run
+#   --config-version N    2 (containerd 1.6/1.7), 3 (2.0-2.2) or 4 (2.3 and later);
+#                         only needed when the config file is missing/empty and
+#                         containerd cannot be run (else the version its
+#                         `containerd config default` writes is used)
 #   --handler NAME        CRI handler name, the RuntimeClass `handler` (default wasmtime)
 #   --mode auto|inplace|dropin
-#                         auto (default): a version 3 config that imports a
-#                         directory gets a drop-in file there; anything else is
-#                         edited in place (containerd 1.x would let a drop-in
-#                         replace the whole CRI section). dropin insists on a
-#                         drop-in (version 3 with imports only).
+#                         auto (default): a version 3 or 4 config (containerd
+#                         2.x) that imports a directory gets a drop-in file
+#                         there; anything else is edited in place (containerd
+#                         1.x would let a drop-in replace the whole CRI
+#                         section). dropin insists on a drop-in (version 3 or 4
+#                         with imports only).
 #   --no-restart          do not restart containerd (it must be restarted before
 #                         the handler works)
 #   --restart-cmd CMD     restart with CMD instead of systemctl (via nsenter into
@@ -37,6 +40,9 @@
 # default 30, for containerd to answer); if this edit broke it, the config is
 # put back and containerd restarted again. A re-run that changes nothing
 # checks the CRI plugin too.
+#
+# Config versions 1, 2, 3 and 4 are known (4: containerd 2.3 and later, the
+# CRI keys as in 3); a later one is refused before anything is changed.
 #
 # Exit status: 0 done (or nothing to do), 1 error, 2 usage error, 3 the handler
 # name is already taken by another runtime.
@@ -73,7 +79,7 @@ while [ "$#" -gt 0 ]; do
 done
 check_common_args
 case $MODE in auto | inplace | dropin) ;; *) die "--mode must be auto, inplace or dropin" 2 ;; esac
-case $CONFIG_VERSION in "" | 1 | 2 | 3) ;; *) die "--config-version must be 2 or 3" 2 ;; esac
+case $CONFIG_VERSION in "" | 1 | 2 | 3 | 4) ;; *) die "--config-version must be 2, 3 or 4 (1 for a version 1 config)" 2 ;; esac
 [ -f "$SHIM_BINARY" ] || die "shim binary not found: $SHIM_BINARY (--shim)"
 
 if command -v flock >/dev/null 2>&1; then
@@ -92,6 +98,53 @@ if [ "$RUNC_CHECK" = 1 ]; then
     [ -n "$found" ] || die "runc is not installed on the host (looked in /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin); the shim runs pod sandboxes and Linux containers with it (--skip-runc-check to install anyway)"
     log "runc: $found"
 fi
+
+# --- containerd's config version: read first, so that one this script does
+# not know stops it before anything is changed --------------------------------
+main=$(hostpath "$CONTAINERD_CONFIG")
+# A file of comments and blank lines only counts as empty.
+needs_version=0
+if [ -s "$main" ] && ! grep -qvE '^[[:space:]]*(#.*)?$' "$main"; then
+    needs_version=1
+fi
+if [ -s "$main" ] && [ "$needs_version" = 0 ]; then
+    version=$(config_version "$main")
+    if [ -n "$CONFIG_VERSION" ] && [ "$CONFIG_VERSION" != "$version" ]; then
+        die "$CONTAINERD_CONFIG is version $version, not $CONFIG_VERSION (--config-version)"
+    fi
+    [ "$version" != 1 ] || warn "$CONTAINERD_CONFIG has no 'version' (a version 1 config, containerd 1.x only): using [plugins.cri...]; consider 'containerd config migrate'"
+else
+    version=$CONFIG_VERSION
+    if [ -z "$version" ]; then
+        # The version the host's containerd writes itself; else by its major.
+        version=$(host_default_config_version)
+        case $version in
+            2 | 3 | 4) ;;
+            *)
+                major=$(host_containerd_major)
+                case $major in
+                    1) version=2 ;;
+                    2) version=3 ;;
+                    *) die "$CONTAINERD_CONFIG is missing or empty and the host's containerd version is unknown: pass --config-version 2 (containerd 1.6/1.7), 3 (2.0-2.2) or 4 (2.3 and later)" ;;
+                esac
+                ;;
+        esac
+    fi
+    log "config: $CONTAINERD_CONFIG has no settings; writing a version $version config (containerd's defaults plus the handler)"
+    needs_version=1
+fi
+# Plain assignments: set -e ends the installer on a version it does not know
+# (cri_plugin_key says which, once).
+cri_key=$(cri_plugin_key "$version")
+key=$(handler_key "$version")
+header=$(handler_header "$version")
+disabled=""
+[ ! -f "$main" ] || disabled=$(toml top "$main" -v name=disabled_plugins)
+case $disabled in
+    *\"cri\"* | *\'cri\'* | *io.containerd.grpc.v1.cri*)
+        warn "$CONTAINERD_CONFIG disables the CRI plugin (disabled_plugins): Kubernetes cannot use this containerd, nor the handler, until it is enabled" ;;
+esac
+log "config: version $version, handler table $header"
 
 # --- the binary ---------------------------------------------------------------
 dest_dir=$(hostpath "$BIN_DIR")
@@ -128,42 +181,7 @@ else
 fi
 
 # --- containerd's config --------------------------------------------------------
-main=$(hostpath "$CONTAINERD_CONFIG")
 mkdir -p "$(dirname "$main")"
-# A file of comments and blank lines only counts as empty.
-needs_version=0
-if [ -s "$main" ] && ! grep -qvE '^[[:space:]]*(#.*)?$' "$main"; then
-    needs_version=1
-fi
-if [ -s "$main" ] && [ "$needs_version" = 0 ]; then
-    version=$(config_version "$main")
-    if [ -n "$CONFIG_VERSION" ] && [ "$CONFIG_VERSION" != "$version" ]; then
-        die "$CONTAINERD_CONFIG is version $version, not $CONFIG_VERSION (--config-version)"
-    fi
-    [ "$version" != 1 ] || warn "$CONTAINERD_CONFIG has no 'version' (a version 1 config, containerd 1.x only): using [plugins.cri...]; consider 'containerd config migrate'"
-else
-    version=$CONFIG_VERSION
-    if [ -z "$version" ]; then
-        major=$(host_containerd_major)
-        case $major in
-            1) version=2 ;;
-            2) version=3 ;;
-            *) die "$CONTAINERD_CONFIG is missing or empty and the host's containerd version is unknown: pass --config-version 2 (containerd 1.6/1.7) or 3 (2.x)" ;;
-        esac
-    fi
-    log "config: $CONTAINERD_CONFIG has no settings; writing a version $version config (containerd's defaults plus the handler)"
-    needs_version=1
-fi
-disabled=""
-[ ! -f "$main" ] || disabled=$(toml top "$main" -v name=disabled_plugins)
-case $disabled in
-    *\"cri\"* | *\'cri\'* | *io.containerd.grpc.v1.cri*)
-        warn "$CONTAINERD_CONFIG disables the CRI plugin (disabled_plugins): Kubernetes cannot use this containerd, nor the handler, until it is enabled" ;;
-esac
-key=$(handler_key "$version")
-cri_key=$(cri_plugin_key "$version")
-log "config: version $version, handler table $(handler_header "$version")"
-
 files=()
 [ -f "$main" ] && files+=("$CONTAINERD_CONFIG")
 if [ -s "$main" ]; then
@@ -205,7 +223,7 @@ if [ "${#others[@]}" -gt 0 ]; then
 else
     # Decide where our block belongs.
     target="" dropin=""
-    if [ "$version" = 3 ] && [ "$MODE" != inplace ]; then
+    if [ "$version" -ge 3 ] && [ "$MODE" != inplace ]; then
         # The first imported directory glob: DIR/*SUFFIX.
         cfgdir=$(dirname "$CONTAINERD_CONFIG")
         if [ -s "$main" ]; then
@@ -223,7 +241,7 @@ else
             die "--mode dropin: $CONTAINERD_CONFIG imports no directory (add imports = [\"$cfgdir/conf.d/*.toml\"] before its first table, or use --mode inplace)"
         fi
     elif [ "$MODE" = dropin ]; then
-        die "--mode dropin needs a version 3 config (containerd 2.x): containerd 1.x replaces a plugin's whole section with an imported file's"
+        die "--mode dropin needs a version 3 or 4 config (containerd 2.x): containerd 1.x replaces a plugin's whole section with an imported file's"
     fi
 
     if [ -n "$dropin" ]; then
@@ -254,7 +272,7 @@ else
     # (runc) with the ones the CRI section lists: when it lists none, our
     # handler table alone would leave default_runtime_name without a runtime.
     # containerd 2.x merges the handler into its built-in ones (checked with
-    # 2.4.2), so a version 3 config needs nothing more.
+    # 2.4.2), so a version 3 or 4 config needs nothing more.
     with_builtin=0
     if [ -z "$dropin" ] && [ "$version" -le 2 ]; then
         if [ -f "$htarget" ]; then strip_our_blocks "$htarget" >"$body"; else : >"$body"; fi
@@ -269,12 +287,14 @@ else
         fi
     fi
     if [ -n "$dropin" ]; then
+        # The main config's version: containerd migrates an older import to
+        # it (and logs that it did, at every start), never a newer one down.
         {
             echo "$MARK_BEGIN"
             echo "# containerd 2.x merges this file into $CONTAINERD_CONFIG (imports)."
-            echo "version = 3"
+            echo "version = $version"
             echo ""
-            handler_header 3
+            echo "$header"
             printf '  runtime_type = "%s"\n' "$RUNTIME_TYPE"
             echo "$MARK_END"
         } >"$new"
@@ -288,7 +308,8 @@ else
             : >"$new"
         fi
         [ ! -s "$new" ] || [ -z "$(tail -c 1 "$new")" ] || echo >>"$new"
-        { echo; handler_block "$version" "$with_builtin"; } >>"$new"
+        block=$(handler_block "$version" "$with_builtin")
+        printf '\n%s\n' "$block" >>"$new"
     fi
 
     before=$(mktemp)

@@ -26,6 +26,12 @@ usage() {
 
 log() { printf 'wasmtime-node-installer: %s\n' "$*"; }
 warn() { printf 'wasmtime-node-installer: warning: %s\n' "$*" >&2; }
+# die MESSAGE [STATUS]. Inside $(...) it ends only that subshell: every
+# function here that can die is called as a plain assignment, `v=$(f ...)`,
+# whose failure set -e turns into the installer's exit, or with `|| exit` in
+# a function (set -e is off in a $(...) and where the caller tests the
+# status). Never inside an argument, `echo "$(f ...)"`, where the failure is
+# lost and the caller goes on: the message would come again, or not at all.
 die() {
     printf 'wasmtime-node-installer: error: %s\n' "$*" >&2
     exit "${2:-1}"
@@ -148,21 +154,46 @@ host_containerd_major() {
     printf '%s\n' "${v%%.*}"
 }
 
-# The CRI plugin and the runtimes table for a config version.
+# The config version the host's containerd writes (`containerd config
+# default`: 2 for 1.6/1.7, 3 for 2.0-2.2, 4 for 2.3 and later), when it can
+# be run; empty if not.
+host_default_config_version() {
+    local out
+    out=$(host_run containerd config default 2>/dev/null) || return 0
+    printf '%s\n' "$out" | ${AWK:-awk} '
+        /^[ \t]*\[/ { exit }
+        /^[ \t]*version[ \t]*=/ { v = $0; sub(/^[^=]*=[ \t]*/, "", v); sub(/[ \t]*(#.*)?$/, "", v); print v; exit }'
+}
+
+# The config versions this script knows. Version 4 (containerd 2.3 and
+# later; `containerd config default` of 2.4 writes it) only moved the server
+# settings ([grpc], [ttrpc], [debug], [metrics]) into plugins
+# (io.containerd.server.v1.*): the CRI plugin's keys, imports and their
+# merging are as in version 3. A later version is refused, as its layout is
+# unknown.
+SUPPORTED_VERSIONS="1, 2, 3 and 4"
+
+# The CRI plugin and the runtimes table for a config version; dies on a
+# version this script does not know.
 cri_plugin_key() {
     case $1 in
         1) echo "plugins/cri" ;;
         2) echo "plugins/io.containerd.grpc.v1.cri" ;;
-        3) echo "plugins/io.containerd.cri.v1.runtime" ;;
-        *) die "containerd config version $1 is not supported (1, 2 and 3 are)" ;;
+        3 | 4) echo "plugins/io.containerd.cri.v1.runtime" ;;
+        *) die "containerd config version $1 is not supported ($SUPPORTED_VERSIONS are)" ;;
     esac
 }
-handler_key() { echo "$(cri_plugin_key "$1")/containerd/runtimes/$HANDLER"; }
+handler_key() {
+    local k
+    k=$(cri_plugin_key "$1") || exit
+    echo "$k/containerd/runtimes/$HANDLER"
+}
 runtime_header() { # VERSION NAME
     case $1 in
         1) echo "[plugins.cri.containerd.runtimes.$2]" ;;
         2) echo "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.$2]" ;;
-        3) echo "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.$2]" ;;
+        3 | 4) echo "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.$2]" ;;
+        *) die "containerd config version $1 is not supported ($SUPPORTED_VERSIONS are)" ;;
     esac
 }
 handler_header() { runtime_header "$1" "$HANDLER"; }
@@ -179,32 +210,40 @@ BUILTIN_RUNTIME_TYPE=io.containerd.runc.v2
 # table holding only the handler leaves default_runtime_name = "runc" without
 # a runtime, and the CRI plugin fails to load.
 handler_block() { # VERSION [WITH_BUILTIN]
-    printf '%s\n%s\n  runtime_type = "%s"\n' "$MARK_BEGIN" "$(handler_header "$1")" "$RUNTIME_TYPE"
+    local header runc
+    header=$(handler_header "$1") || exit
+    printf '%s\n%s\n  runtime_type = "%s"\n' "$MARK_BEGIN" "$header" "$RUNTIME_TYPE"
     if [ "${2:-0}" = 1 ]; then
+        runc=$(runtime_header "$1" "$BUILTIN_RUNTIME") || exit
         printf '%s\n' "# containerd 1.x's built-in runc, written out as built in: 1.x forgets it" \
             "# once a config lists any runtime, and default_runtime_name needs it."
-        printf '%s\n  runtime_type = "%s"\n' "$(runtime_header "$1" "$BUILTIN_RUNTIME")" "$BUILTIN_RUNTIME_TYPE"
+        printf '%s\n  runtime_type = "%s"\n' "$runc" "$BUILTIN_RUNTIME_TYPE"
     fi
     printf '%s\n' "$MARK_END"
 }
 
 # The CRI default runtime's name in FILE (default_runtime_name), else runc.
 default_runtime_name() { # FILE VERSION
-    local v
-    v=$(toml value "$1" -v table="$(cri_plugin_key "$2")/containerd" -v key=default_runtime_name)
+    local k v
+    k=$(cri_plugin_key "$2") || exit
+    v=$(toml value "$1" -v table="$k/containerd" -v key=default_runtime_name)
     printf '%s\n' "${v:-$BUILTIN_RUNTIME}"
 }
 
 # Does FILE list any CRI runtime (a runtimes table or sub-table, dotted keys,
 # an inline table)? containerd 1.x then uses only the runtimes listed there.
 lists_runtimes() { # FILE VERSION
-    [ -n "$(tables_under "$1" "$(cri_plugin_key "$2")/containerd/runtimes")" ] ||
+    local k
+    k=$(cri_plugin_key "$2") || exit
+    [ -n "$(tables_under "$1" "$k/containerd/runtimes")" ] ||
         grep -qE '^[[:space:]]*(containerd[[:space:]]*\.[[:space:]]*)?runtimes[[:space:]]*[.=]' "$1"
 }
 
 # Does FILE define runtime NAME (its own table, dotted keys or inline)?
 defines_runtime() { # FILE VERSION NAME
-    [ -n "$(toml headers "$1" | ${AWK:-awk} -F '\t' -v k="$(cri_plugin_key "$2")/containerd/runtimes/$3" '$2 == k')" ] ||
+    local k
+    k=$(cri_plugin_key "$2") || exit
+    [ -n "$(toml headers "$1" | ${AWK:-awk} -F '\t' -v k="$k/containerd/runtimes/$3" '$2 == k')" ] ||
         [ -n "$(HANDLER=$3 other_handler_forms "$1")" ]
 }
 
@@ -306,7 +345,9 @@ restart_containerd() {
     RESTARTED_AT=$(date +%s)
     if [ -n "${RESTART_CMD:-}" ]; then
         log "restarting containerd: $RESTART_CMD"
-        bash -c "$RESTART_CMD" || die "restart command failed: $RESTART_CMD"
+        # Without install.sh's lock (fd 9): a containerd that CMD starts
+        # itself would hold it, and the next install.sh wait for ever.
+        bash -c "$RESTART_CMD" 9>&- || die "restart command failed: $RESTART_CMD"
         return 0
     fi
     local -a on_host=()
@@ -324,13 +365,21 @@ restart_containerd() {
     die "containerd did not become active within 60 s after the restart"
 }
 
-# containerd's gRPC socket: the [grpc] address of the last of FILES (host
-# paths) that sets one, else containerd's default.
+# containerd's gRPC socket: the address of the last of FILES (host paths)
+# that sets one, else containerd's default. Config version 4 sets it in
+# [plugins."io.containerd.server.v1.grpc"]; before 4 in [grpc], which
+# containerd 2.3+ moves there unless the file sets it there too (and ignores
+# in a version 4 file).
 containerd_address() { # FILE...
-    local f a addr=/run/containerd/containerd.sock
+    local f hf a v addr=/run/containerd/containerd.sock
     for f in "$@"; do
-        [ -f "$(hostpath "$f")" ] || continue
-        a=$(toml value "$(hostpath "$f")" -v table=grpc -v key=address)
+        hf=$(hostpath "$f")
+        [ -f "$hf" ] || continue
+        a=$(toml value "$hf" -v table=plugins/io.containerd.server.v1.grpc -v key=address)
+        if [ -z "$a" ]; then
+            v=$(toml top "$hf" -v name=version)
+            [[ ${v:-1} =~ ^[0-9]+$ ]] && [ "${v:-1}" -ge 4 ] || a=$(toml value "$hf" -v table=grpc -v key=address)
+        fi
         [ -z "$a" ] || addr=$a
     done
     printf '%s\n' "$addr"

@@ -72,16 +72,21 @@ for f in "${files[@]}"; do
         changed=1
     elif has_our_block "$hf"; then
         strip_our_blocks "$hf" >"$new"
-        # The built-in runc that install.sh wrote out goes too (the file is
-        # then as before), unless runtimes were added since: containerd 1.x
-        # would then have no runc, so it stays, outside our markers.
-        runc_header=$(runtime_header "$version" "$BUILTIN_RUNTIME")
-        if [ "$version" -le 2 ] && grep -qxF "$runc_header" "$hf" && ! grep -qxF "$runc_header" "$new" &&
-            lists_runtimes "$new" "$version" && ! defines_runtime "$new" "$version" "$BUILTIN_RUNTIME" &&
-            [ "$(default_runtime_name "$new" "$version")" = "$BUILTIN_RUNTIME" ]; then
-            printf '\n# Written by deploy/node-installer, kept by uninstall.sh: the runtimes above\n# replace containerd 1.x'"'"'s built-in runc, which default_runtime_name needs.\n%s\n  runtime_type = "%s"\n' \
-                "$runc_header" "$BUILTIN_RUNTIME_TYPE" >>"$new"
-            log "config: kept the '$BUILTIN_RUNTIME' runtime install.sh wrote in $f: other runtimes were added since, and containerd 1.x would have no '$BUILTIN_RUNTIME' without it"
+        # The built-in runc that install.sh wrote out (config version 1/2
+        # only) goes too (the file is then as before), unless runtimes were
+        # added since: containerd 1.x would then have no runc, so it stays,
+        # outside our markers. Any other version: the block is all there is,
+        # whatever the version (even one install.sh does not know).
+        if [ "$version" -le 2 ]; then
+            runc_header=$(runtime_header "$version" "$BUILTIN_RUNTIME")
+            default_rt=$(default_runtime_name "$new" "$version")
+            if grep -qxF "$runc_header" "$hf" && ! grep -qxF "$runc_header" "$new" &&
+                lists_runtimes "$new" "$version" && ! defines_runtime "$new" "$version" "$BUILTIN_RUNTIME" &&
+                [ "$default_rt" = "$BUILTIN_RUNTIME" ]; then
+                printf '\n# Written by deploy/node-installer, kept by uninstall.sh: the runtimes above\n# replace containerd 1.x'"'"'s built-in runc, which default_runtime_name needs.\n%s\n  runtime_type = "%s"\n' \
+                    "$runc_header" "$BUILTIN_RUNTIME_TYPE" >>"$new"
+                log "config: kept the '$BUILTIN_RUNTIME' runtime install.sh wrote in $f: other runtimes were added since, and containerd 1.x would have no '$BUILTIN_RUNTIME' without it"
+            fi
         fi
         replace_file "$hf" "$new"
         log "config: removed the handler block from $f"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Tests deploy/node-installer/install.sh and uninstall.sh against fake host
-# roots in a temporary directory: containerd configs of version 1, 2 and 3,
+# roots in a temporary directory: containerd configs of version 1, 2, 3 and 4
+# (fixtures/v4-default.toml is containerd 2.4.2's `containerd config default`
+# as it prints it, below one comment line), a version 5 that must be refused,
 # drop-in imports, a handler that is already there, one whose name is taken,
 # configs without a runtimes table (Debian's), and the check of containerd's
 # CRI plugin after the restart (tests/deploy/installer_cri_cases.sh). The
@@ -14,7 +16,8 @@
 # Where a python3 with tomllib (3.11+) is at hand every resulting file is
 # parsed and read as containerd merges it (tests/deploy/effective_config.py);
 # where containerd is installed, `containerd config dump` reads the version 2
-# results too. The TOML-reading awk runs under every awk found (gawk, mawk,
+# results too, and containerd 2.x (from $CONTAINERD2_BIN_DIR, when built) the
+# version 3 and 4 ones. The TOML-reading awk runs under every awk found (gawk, mawk,
 # busybox awk). Prints one line per check, then "N passed, M failed"; exits 1
 # on any failure.
 set -uo pipefail
@@ -51,6 +54,12 @@ done
 HAVE_CONTAINERD=0
 command -v containerd >/dev/null 2>&1 && HAVE_CONTAINERD=1
 [ "$HAVE_CONTAINERD" = 1 ] || echo "note: containerd not installed: 'containerd config dump' checks are skipped"
+# containerd 2.x, as deploy/dev/build-go-tools.sh builds it (also used by
+# installer_cri_cases.sh).
+CONTAINERD2_BIN_DIR=${CONTAINERD2_BIN_DIR:-/var/tmp/containerd-shim-wasmtime/go/containerd-v2.4.2/bin}
+HAVE_CONTAINERD2=0
+[ -x "$CONTAINERD2_BIN_DIR/containerd" ] && HAVE_CONTAINERD2=1
+[ "$HAVE_CONTAINERD2" = 1 ] || echo "note: no containerd 2.x in $CONTAINERD2_BIN_DIR (CONTAINERD2_BIN_DIR): its 'containerd config dump' checks are skipped"
 
 # A fake shim: install.sh only copies it.
 printf '#!/bin/sh\necho containerd-shim-wasmtime-v1 fake %s\n' "$$" >"$T/shim"
@@ -117,6 +126,33 @@ dump_has() { # CONFIG PATTERN...
     for pat in "$@"; do
         grep -qF -- "$pat" "$T/dump" || { echo "config dump lacks: $pat"; return 1; }
     done
+}
+
+# containerd 2.x's merged view (its stderr in $T/dump2.err): every PATTERN
+# is in it. A pattern starting with ! must not be in the dump or its stderr.
+dump2_has() { # CONFIG PATTERN...
+    [ "$HAVE_CONTAINERD2" = 1 ] || return 0
+    local cfg=$1 pat
+    shift
+    timeout 30 "$CONTAINERD2_BIN_DIR/containerd" --config "$cfg" config dump >"$T/dump2" 2>"$T/dump2.err" || { cat "$T/dump2.err"; return 1; }
+    for pat in "$@"; do
+        case $pat in
+            !*) ! grep -qF -- "${pat#!}" "$T/dump2" "$T/dump2.err" || { echo "config dump has: ${pat#!}"; cat "$T/dump2.err"; return 1; } ;;
+            *) grep -qF -- "$pat" "$T/dump2" || { echo "config dump lacks: $pat"; return 1; } ;;
+        esac
+    done
+}
+# with_imports_in ROOT CONFIG: a copy of CONFIG whose absolute imports point
+# into the fake root (for containerd's own reading), printed as its path.
+with_imports_in() {
+    sed "s|'/etc/containerd/conf.d/|'$1/etc/containerd/conf.d/|" "$2" >"$T/with-imports.toml"
+    echo "$T/with-imports.toml"
+}
+# only_error LINE: the installer's output has exactly one error line, LINE.
+only_error() {
+    local n
+    n=$(grep -c 'error:' "$T/out")
+    [ "$n" = 1 ] && grep -qxF -- "wasmtime-node-installer: error: $1" "$T/out" || { cat "$T/out"; echo "($n error lines)"; return 1; }
 }
 
 V2KEY=plugins/io.containerd.grpc.v1.cri/containerd/runtimes/wasmtime/runtime_type
@@ -215,6 +251,101 @@ check "v3 imports: --mode inplace refuses to add a second copy" bash -c "[ $RC =
 run_uninstall "$r"
 check "v3 imports: uninstall removes the drop-in only" bash -c "[ ! -e '$dropin' ] && cmp -s '$FIX/v3-imports.toml' '$cfg' && [ -f '$r/etc/containerd/conf.d/10-registry.toml' ]"
 
+echo "== version 4 (containerd 2.3+): containerd 2.4.2's own default config"
+# Version 4 moved only the server settings into plugins; the CRI keys are as in
+# version 3. The default config imports /etc/containerd/conf.d/*.toml, so the
+# handler goes into a drop-in there (auto mode) and config.toml stays as it is.
+V4HDR='[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.wasmtime]'
+r=$(newroot v4 v4-default.toml)
+cfg=$r/etc/containerd/config.toml
+dropin=$r/etc/containerd/conf.d/wasmtime.toml
+run_install "$r"
+check "v4: install succeeds" rc_is 0
+check "v4: reads version 4, handler under io.containerd.cri.v1.runtime" out_has "config: version 4, handler table $V4HDR"
+check "v4: drop-in written to conf.d/wasmtime.toml (the default config imports conf.d)" test -f "$dropin"
+check "v4: config.toml byte for byte as containerd wrote it, no backup" bash -c "cmp -s '$FIX/v4-default.toml' '$cfg' && [ ! -e '$cfg.pre-wasmtime' ]"
+check "v4: drop-in declares version 4 (the main config's)" grep -qx 'version = 4' "$dropin"
+check "v4: drop-in has the handler table under io.containerd.cri.v1.runtime" grep -qxF "$V4HDR" "$dropin"
+check "v4: one handler over all files" one_handler wasmtime "$cfg" "$dropin"
+check "v4: merged config has the handler (TOML)" effective_is "$WT" 4 "$V3KEY" "$cfg" "$dropin"
+check "v4: merged config keeps runc's SystemdCgroup = false (TOML)" effective_is false 4 plugins/io.containerd.cri.v1.runtime/containerd/runtimes/runc/options/SystemdCgroup "$cfg" "$dropin"
+check "v4: containerd 2.x config dump: version 4, handler and runc, no migration of the drop-in" dump2_has "$(with_imports_in "$r" "$cfg")" \
+    'version = 4' "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wasmtime]" "runtime_type = 'io.containerd.wasmtime.v1'" \
+    "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]" "address = '/run/containerd/containerd.sock'" '!Configuration migrated'
+before=$(sha "$cfg" "$dropin")
+run_install "$r"
+check "v4: re-run changes nothing, needs no restart" bash -c "[ $RC = 0 ] && [ '$before' = '$(sha "$cfg" "$dropin")' ] && grep -q 'already registered' '$T/out' && grep -q 'restart: not needed' '$T/out'"
+run_install "$r" --mode inplace
+check "v4: --mode inplace then refuses a second copy" bash -c "[ $RC = 1 ] && grep -q 'run uninstall.sh first' '$T/out' && cmp -s '$FIX/v4-default.toml' '$cfg'"
+run_uninstall "$r"
+check "v4: uninstall succeeds" rc_is 0
+check "v4: uninstall removes the drop-in, config.toml byte for byte as before" bash -c "[ ! -e '$dropin' ] && cmp '$FIX/v4-default.toml' '$cfg'"
+run_install "$r" --mode dropin
+check "v4: --mode dropin writes the same drop-in" bash -c "[ $RC = 0 ] && [ '$before' = '$(sha "$cfg" "$dropin")' ]"
+run_install "$r" --mode dropin
+check "v4: --mode dropin re-run changes nothing" bash -c "[ $RC = 0 ] && [ '$before' = '$(sha "$cfg" "$dropin")' ] && grep -q 'already registered' '$T/out'"
+run_uninstall "$r"
+check "v4: uninstall after --mode dropin restores the files" bash -c "[ $RC = 0 ] && [ ! -e '$dropin' ] && cmp -s '$FIX/v4-default.toml' '$cfg'"
+
+r=$(newroot v4in v4-default.toml)
+cfg=$r/etc/containerd/config.toml
+run_install "$r" --mode inplace
+check "v4 --mode inplace: install succeeds" rc_is 0
+check "v4 --mode inplace: the handler table in config.toml, under io.containerd.cri.v1.runtime" bash -c "grep -qxF '$V4HDR' '$cfg' && [ ! -e '$r/etc/containerd/conf.d/wasmtime.toml' ]"
+check "v4 --mode inplace: exactly one handler table" one_handler wasmtime "$cfg"
+check "v4 --mode inplace: original content untouched, block appended" bash -c "head -c $(wc -c <"$FIX/v4-default.toml") '$cfg' | cmp - '$FIX/v4-default.toml'"
+check "v4 --mode inplace: no runc written (containerd 2.x keeps its own)" test "$(grep -c 'runtimes.runc\]' "$cfg")" = 1
+check "v4 --mode inplace: backup of the original" same_file "$FIX/v4-default.toml" "$cfg.pre-wasmtime"
+check "v4 --mode inplace: handler runtime_type (TOML)" effective_is "$WT" 4 "$V3KEY" "$cfg"
+check "v4 --mode inplace: containerd 2.x config dump shows handler and runc" dump2_has "$(with_imports_in "$r" "$cfg")" \
+    'version = 4' "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wasmtime]" "runtime_type = 'io.containerd.wasmtime.v1'" \
+    "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]"
+before=$(sha "$cfg" "$cfg.pre-wasmtime")
+run_install "$r" --mode inplace
+check "v4 --mode inplace: re-run changes nothing" bash -c "[ $RC = 0 ] && [ '$before' = '$(sha "$cfg" "$cfg.pre-wasmtime")' ] && grep -q 'already registered' '$T/out'"
+run_uninstall "$r"
+check "v4 --mode inplace: uninstall restores the config byte for byte" bash -c "[ $RC = 0 ] && cmp '$FIX/v4-default.toml' '$cfg'"
+
+r=$(newroot v4new -)
+cfg=$r/etc/containerd/config.toml
+run_install "$r" --config-version 4
+check "no config: --config-version 4 creates one" bash -c "[ $RC = 0 ] && [ \"\$(head -n 1 '$cfg')\" = 'version = 4' ] && grep -qxF '$V4HDR' '$cfg'"
+check "no config, version 4: handler runtime_type (TOML)" effective_is "$WT" 4 "$V3KEY" "$cfg"
+check "no config, version 4: containerd 2.x config dump shows handler and runc" dump2_has "$cfg" \
+    'version = 4' "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wasmtime]" "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]"
+before=$(sha "$cfg")
+run_install "$r"
+check "no config, version 4: re-run changes nothing" bash -c "[ $RC = 0 ] && [ '$before' = '$(sha "$cfg")' ]"
+if [ "$HAVE_CONTAINERD2" = 1 ]; then
+    # Host root /, containerd 2.4.2 on PATH, no config: the version its
+    # `containerd config default` writes.
+    mkdir -p "$T/slash4/bin"
+    env PATH="$CONTAINERD2_BIN_DIR:$PATH" "$INSTALL" --host-root / --shim "$T/shim" --bin-dir "$T/slash4/bin" \
+        --config "$T/slash4/config.toml" --no-restart --skip-runc-check >"$T/out" 2>&1
+    RC=$?
+    check "no config, containerd 2.4.2 on the host: writes version 4, containerd reads the handler" bash -c "[ $RC = 0 ] &&
+        [ \"\$(head -n 1 '$T/slash4/config.toml')\" = 'version = 4' ] && grep -q 'containerd reads the handler from the new config' '$T/out' || { cat '$T/out'; exit 1; }"
+fi
+
+echo "== a config version this installer does not know (5)"
+r=$(newroot v5 -)
+cfg=$r/etc/containerd/config.toml
+sed 's/^version = 4$/version = 5/' "$FIX/v4-default.toml" >"$cfg"
+cp "$cfg" "$T/v5.orig"
+run_install "$r"
+check "v5: refused (status 1)" rc_is 1
+check "v5: exactly one error line, naming the versions known" only_error "containerd config version 5 is not supported (1, 2, 3 and 4 are)"
+check "v5: nothing changed (config, no drop-in, no binary, no backup)" bash -c "cmp -s '$T/v5.orig' '$cfg' && [ ! -e '$r/etc/containerd/conf.d' ] &&
+    [ ! -e '$r/usr/local/bin/containerd-shim-wasmtime-v1' ] && [ ! -e '$cfg.pre-wasmtime' ]"
+run_install "$r" --mode inplace
+check "v5, --mode inplace: refused, nothing changed" bash -c "[ $RC = 1 ] && cmp -s '$T/v5.orig' '$cfg'"
+check "v5, --mode inplace: one error line" only_error "containerd config version 5 is not supported (1, 2, 3 and 4 are)"
+run_uninstall "$r"
+check "v5: uninstall (nothing of ours there) succeeds and leaves it alone" bash -c "[ $RC = 0 ] && cmp -s '$T/v5.orig' '$cfg'"
+r=$(newroot v5new -)
+run_install "$r" --config-version 5
+check "v5: --config-version 5 is a usage error (status 2), one error line" bash -c "[ $RC = 2 ] && [ \$(grep -c 'error:' '$T/out') = 1 ] && grep -q -- '--config-version must be 2, 3 or 4' '$T/out' && [ ! -e '$r/etc/containerd/config.toml' ]"
+
 echo "== version 2 with the CRI section in an imported file"
 r=$(newroot v2i v2-imports.toml v2-imports-50-cri.toml:50-cri.toml)
 cfg=$r/etc/containerd/config.toml
@@ -234,7 +365,7 @@ before=$(sha "$cfg" "$cri")
 run_install "$r"
 check "v2 imports: re-run changes nothing" bash -c "[ $RC = 0 ] && [ '$before' = '$(sha "$cfg" "$cri")' ]"
 run_install "$r" --mode dropin
-check "v2 imports: --mode dropin is refused for version 2" bash -c "[ $RC = 1 ] && grep -q 'needs a version 3 config' '$T/out'"
+check "v2 imports: --mode dropin is refused for version 2" bash -c "[ $RC = 1 ] && grep -q 'needs a version 3 or 4 config' '$T/out'"
 run_uninstall "$r" --keep-binary
 check "v2 imports: uninstall restores the imported file" same_file "$FIX/v2-imports-50-cri.toml" "$cri"
 check "v2 imports: --keep-binary keeps the binary" test -x "$r/usr/local/bin/containerd-shim-wasmtime-v1"
@@ -393,6 +524,68 @@ check "label: without NODE_NAME fails clearly" bash -c "[ $RC = 1 ] && grep -q N
 # The CRI default runtime and the CRI plugin check (fake ctr, real containerd).
 . "$ROOT/tests/deploy/installer_cri_cases.sh"
 
+echo "== containerd's socket: [grpc] before version 4, the server plugin from 4 on"
+printf 'version = 3\n[grpc]\n  address = "/x/v3.sock"\n' >"$T/addr-v3.toml"
+printf "version = 4\n[grpc]\n  address = '/x/ignored.sock'\n" >"$T/addr-v4-legacy.toml"
+sed "s|'/run/containerd/containerd.sock'|'/x/v4.sock'|" "$FIX/v4-default.toml" >"$T/addr-v4.toml"
+addr_is() { # WANT FILE...: containerd_address of the files (host root /)
+    local got
+    got=$(. "$ROOT/deploy/node-installer/lib.sh" && HOST_ROOT=/ containerd_address "${@:2}")
+    [ "$got" = "$1" ] || { echo "got $got, expected $1"; return 1; }
+}
+check "address: version 3 [grpc]" addr_is /x/v3.sock "$T/addr-v3.toml"
+check "address: version 4 [plugins.'io.containerd.server.v1.grpc']" addr_is /x/v4.sock "$T/addr-v4.toml"
+check "address: version 4 ignores [grpc] (containerd's default)" addr_is /run/containerd/containerd.sock "$T/addr-v4-legacy.toml"
+check "address: the last file that sets one" addr_is /x/v3.sock "$T/addr-v4.toml" "$T/addr-v3.toml"
+
+echo "== real containerd 2.4.2 with its own default config (version 4)"
+if [ -x "$CONTAINERD2_BIN_DIR/containerd" ] && [ -x "$CONTAINERD2_BIN_DIR/ctr" ]; then
+    # fixtures/v4-default.toml with every path containerd writes or watches
+    # (root, state, sockets, opt, CNI conf dir, the conf.d import) under $d,
+    # NRI off; the sockets only in its server plugin tables, as version 4 has them.
+    bin=$CONTAINERD2_BIN_DIR
+    d=$T/real-v4
+    PRIVATE_DIRS+=("$d")
+    mkdir -p "$d/bin" "$d/cni"
+    sed -e "s|^root = '/var/lib/containerd'|root = '$d/root'|" \
+        -e "s|'/run/containerd/containerd.sock|'$d/c.sock|" \
+        -e "s|^state = '/run/containerd'|state = '$d/state'|" \
+        -e "s|'/etc/containerd/conf.d/|'$d/conf.d/|" \
+        -e "s|path = '/opt/containerd'|path = '$d/opt'|" \
+        -e "s|conf_dir = '/etc/cni/net.d'|conf_dir = '$d/cni'|" \
+        -e 's|^    disable = false$|    disable = true|' "$FIX/v4-default.toml" >"$d/config.toml"
+    cp "$d/config.toml" "$d/orig.toml"
+    # Bounded: a containerd started by --restart-cmd that kept install.sh's
+    # lock open made the next install.sh wait for ever.
+    run_v4() { # install.sh|uninstall.sh [ARGS...]
+        local script=$1
+        shift
+        timeout 120 env PATH="$bin:$PATH" CRI_WAIT=30 "$ROOT/deploy/node-installer/$script" --host-root / --bin-dir "$d/bin" --config "$d/config.toml" \
+            --restart-cmd "'$T/restart-private.sh' '$bin' '$d'" "$@" >"$T/out" 2>&1
+        RC=$?
+    }
+    "$T/restart-private.sh" "$bin" "$d"
+    check "v4, containerd 2.4.2: starts with its default config" wait_up "$bin" "$d"
+    run_v4 install.sh --shim "$T/shim" --skip-runc-check
+    check "v4, containerd 2.4.2: install succeeds; its config dump read the handler; CRI plugin ok after the restart (at the server plugin's socket)" bash -c "[ $RC = 0 ] &&
+        grep -q 'containerd reads the handler from the new config' '$T/out' && grep -q 'CRI plugin ok after the restart' '$T/out' || { cat '$T/out'; tail -n 5 '$d/containerd.log'; exit 1; }"
+    check "v4, containerd 2.4.2: the drop-in in its conf.d, config.toml unchanged" bash -c "grep -qxF '$V4HDR' '$d/conf.d/wasmtime.toml' && cmp -s '$d/orig.toml' '$d/config.toml'"
+    check "v4, containerd 2.4.2: ctr plugins ls shows the CRI plugin ok" cri_ok "$bin" "$d"
+    check "v4, containerd 2.4.2: config dump shows the handler and runc" dump2_has "$d/config.toml" \
+        "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wasmtime]" "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]"
+    check "v4, containerd 2.4.2: no 'Configuration migrated' in its log" not grep -q 'Configuration migrated' "$d/containerd.log"
+    run_v4 install.sh --shim "$T/shim" --skip-runc-check
+    check "v4, containerd 2.4.2: re-run (the lock free again) changes nothing, no restart, CRI plugin ok" bash -c "[ $RC = 0 ] &&
+        grep -q 'restart: not needed' '$T/out' && grep -q 'CRI plugin ok (ctr plugins ls)' '$T/out' || { cat '$T/out'; exit 1; }"
+    run_v4 uninstall.sh
+    check "v4, containerd 2.4.2: uninstall removes the drop-in, config.toml as before, CRI plugin ok" bash -c "[ $RC = 0 ] &&
+        [ ! -e '$d/conf.d/wasmtime.toml' ] && cmp -s '$d/orig.toml' '$d/config.toml' && grep -q 'CRI plugin ok after the restart' '$T/out' || { cat '$T/out'; exit 1; }"
+    check "v4, containerd 2.4.2: ctr plugins ls after uninstall" cri_ok "$bin" "$d"
+    stop_private "$d"
+else
+    echo "note: no containerd 2.x in $CONTAINERD2_BIN_DIR (CONTAINERD2_BIN_DIR): its version 4 case skipped"
+fi
+
 echo "== the TOML reader under each awk"
 . "$ROOT/deploy/node-installer/lib.sh"
 for awk_impl in gawk mawk "busybox awk"; do
@@ -400,6 +593,7 @@ for awk_impl in gawk mawk "busybox awk"; do
     [ "$awk_impl" != "busybox awk" ] || busybox awk 'BEGIN{}' 2>/dev/null || continue
     export AWK=$awk_impl
     check "$awk_impl: version of a v3 config" test "$(config_version "$FIX/v3-default.toml")" = 3
+    check "$awk_impl: version of a v4 config (after a comment line)" test "$(config_version "$FIX/v4-default.toml")" = 4
     check "$awk_impl: single-quoted header normalised" bash -c "cd / && AWK='$awk_impl' && . '$ROOT/deploy/node-installer/lib.sh' && toml headers '$FIX/v3-default.toml' | grep -qxP '\d+\tplugins/io.containerd.cri.v1.runtime/containerd/runtimes/runc'"
     check "$awk_impl: quoted handler name found" test -n "$(HANDLER=wasmtime tables_under "$FIX/v2-existing.toml" plugins/io.containerd.grpc.v1.cri/containerd/runtimes/wasmtime)"
     check "$awk_impl: runtime_type read" test "$(toml value "$FIX/v2-conflict.toml" -v table=plugins/io.containerd.grpc.v1.cri/containerd/runtimes/wasmtime -v key=runtime_type)" = io.containerd.other-wasm.v2
