@@ -30,6 +30,20 @@ build_test_images() {
     # A component importing an interface that is not WASI.
     printf '%s\n' '(component (import "acme:kv/store@1.0.0" (instance (export "get" (func)))))' >"$fx/missing-import-p2.wat"
     img missing-import-p2 "$fx/missing-import-p2.wat"
+    # Malformed modules and components (tests/tests/malformed.rs).
+    # wasm-oci refuses an empty module or one without the magic: those two
+    # are files beside hello.wasm, run by naming them.
+    local bad
+    for bad in empty wrong-magic; do
+        img "$bad" "$fx/hello.wasm" --add "$fx/$bad.wasm:/$bad.wasm"
+    done
+    for bad in wrong-version truncated-p2; do
+        img "$bad" "$fx/$bad.wasm"
+    done
+    for bad in data-oob memory-too-big memory-1000 memory64 threads exceptions start-signature no-exports \
+        wasi-unstable wasi-p3-import no-exports-p2 bad-syntax start-traps table-10m; do
+        img "$bad" "$fx/$bad.wat"
+    done
     # Made with the ecosystem's usual toolchains (images/fixtures/README.md).
     img wstd-http "$fx/wstd-http.wasm"
     img bindgen-proxy "$fx/bindgen-proxy.wasm"

@@ -37,6 +37,9 @@ impl Bundle {
         }
         let path_env = process.env().iter().flatten().find_map(|kv| kv.strip_prefix("PATH="));
         let cwd = process.cwd().to_string_lossy();
+        if !cwd.is_empty() && !cwd.starts_with('/') {
+            return Err(ShimError::invalid(format!("process.cwd {cwd:?} is not an absolute path")));
+        }
         let path = entrypoint::resolve(&self.rootfs, &arg0, &cwd, path_env)?;
         let bytes = std::fs::read(&path).with_context(|| format!("read entrypoint {arg0}"))?;
         Entrypoint::classify(&arg0, bytes, &self.env())
@@ -58,7 +61,11 @@ impl Bundle {
 
 pub fn read_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
-    Spec::load(&path).map_err(|e| ShimError::invalid(format!("read OCI spec {}: {e}", path.display())))
+    Spec::load(&path).map_err(|e| {
+        // oci-spec's own message is only "serde failed"; its cause names the field.
+        let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+        ShimError::invalid(format!("read OCI spec {}: {e}{cause}", path.display()))
+    })
 }
 
 /// Mounts the rootfs containerd hands over (an overlay of the image layers)
@@ -68,7 +75,12 @@ pub fn mount_rootfs(bundle: &Path, spec: &Spec, mounts: &[Mount]) -> Result<Path
     if mounts.is_empty() {
         // ctr with --rootfs or a pre-populated bundle: use the spec's root.
         let root = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| "rootfs".into());
-        return Ok(if root.is_absolute() { root } else { bundle.join(root) });
+        let root = if root.is_absolute() { root } else { bundle.join(root) };
+        if !root.is_dir() {
+            let why = if root.exists() { "is not a directory" } else { "does not exist" };
+            return Err(ShimError::invalid(format!("root.path {} {why}", root.display())));
+        }
+        return Ok(root);
     }
     std::fs::create_dir_all(&target).with_context(|| format!("create {}", target.display()))?;
     for m in mounts {

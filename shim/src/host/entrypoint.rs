@@ -122,6 +122,13 @@ impl Entrypoint {
 /// The bytes in binary form (WebAssembly text is converted) and their format.
 fn binary(bytes: Vec<u8>) -> std::result::Result<(Vec<u8>, Format), String> {
     match Format::detect(&bytes) {
+        None if bytes.is_empty() => Err("is empty (0 bytes): not a WebAssembly module or component".into()),
+        None if bytes.starts_with(b"\0asm") => Err(match bytes.get(4..8) {
+            Some(version) => format!(
+                "has the WebAssembly magic but version {version:02x?}, neither a core module's [01, 00, 00, 00] nor a component's [0d, 00, 01, 00]"
+            ),
+            None => "is cut off inside the WebAssembly header (magic and version, 8 bytes)".into(),
+        }),
         None => Err("is not a WebAssembly module or component".into()),
         Some(Format::Text) => {
             let binary = wat::parse_bytes(&bytes).map_err(|e| format!("parse WebAssembly text: {e}"))?.into_owned();

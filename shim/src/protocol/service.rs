@@ -149,6 +149,37 @@ fn grouping_of(bundle: &Path) -> Option<String> {
     spec.annotations().as_ref()?.get(SANDBOX_ID_ANNOTATION).cloned()
 }
 
+/// containerd's FIFO logger, as `containerd_shim::logger::init` sets it up,
+/// without the spans wasmtime-wasi opens for every WASI preview 1 call
+/// (`#[instrument]`, level INFO). Those reach `log` whenever a crate built
+/// alongside turns on tracing's `log` feature (oci-client does, in a
+/// workspace build): then every write of a guest was a line in containerd's log.
+struct ShimLogger(containerd_shim::logger::FifoLogger);
+
+impl log::Log for ShimLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        let span_noise = metadata.level() > log::Level::Warn
+            && ["wasmtime_wasi", "wiggle", "tracing::span"].iter().any(|t| metadata.target().starts_with(t));
+        !span_noise && self.0.enabled(metadata)
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+fn init_logging(flags: &Flags) -> anyhow::Result<()> {
+    let fifo = containerd_shim::logger::FifoLogger::new(&flags.namespace, &flags.id)?;
+    // As the shim crate does: RUST_LOG, else info; at least debug when containerd's is.
+    let level = std::env::var(containerd_shim::logger::LOG_ENV).ok().and_then(|l| l.parse().ok()).unwrap_or(log::LevelFilter::Info);
+    log::set_max_level(if flags.debug { level.max(log::LevelFilter::Debug) } else { level });
+    log::set_boxed_logger(Box::new(ShimLogger(fifo))).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// The daemon: serves the task API on the socket `start` chose, under both
 /// the v2 name (containerd 1.6/1.7) and the v3 name (containerd 2.x), until
 /// containerd shuts it down. (The shim crate's own loop registers only v3.)
@@ -163,8 +194,7 @@ pub async fn serve(flags: Flags) -> anyhow::Result<()> {
     // Orphaned grandchildren (runc's) are ours to reap.
     // SAFETY: prctl with these arguments only sets a flag on this process.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
-        .map_err(|e| anyhow::anyhow!("set up logging: {e}"))?;
+    init_logging(&flags).context("set up logging")?;
     let mut config = Config::default();
     let mut shim = <Service as Shim>::new(crate::RUNTIME_ID, &flags, &mut config).await;
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;

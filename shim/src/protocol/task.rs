@@ -118,6 +118,9 @@ impl TaskService {
         if self.lock().contains_key(&req.id) {
             return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)));
         }
+        // Checked for Wasm containers too (only runc uses them), so that options
+        // of the wrong type or an unreadable ConfigPath fail Create, not pass unseen.
+        RuntimeOptions::parse(req.options.as_ref()).inspect_err(|e| log::error!("create {}: {e}", req.id))?;
         let stdio = Stdio::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
         let (path, mounts) = (PathBuf::from(&req.bundle), req.rootfs.clone());
         let (bundle, found) = blocking(move || {

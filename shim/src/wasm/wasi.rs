@@ -41,6 +41,14 @@ impl Capabilities {
         let process = spec.process().as_ref().ok_or_else(|| ShimError::invalid("OCI spec has no process"))?;
         let args = process.args().clone().unwrap_or_default();
         let env = crate::host::bundle::env_pairs(spec);
+        // WASI hands args and env to the guest as NUL-terminated strings: a NUL
+        // inside one would cut it short without a word (execve refuses them too).
+        if let Some(i) = args.iter().position(|a| a.contains('\0')) {
+            return Err(ShimError::invalid(format!("process.args[{i}] contains a NUL byte, which a WASI program cannot be given")));
+        }
+        if let Some((k, _)) = env.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(ShimError::invalid(format!("process.env entry {k:?} contains a NUL byte, which a WASI program cannot be given")));
+        }
         let root_ro = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
         let mut preopens = vec![Preopen { host: rootfs.to_path_buf(), guest: "/".into(), read_only: root_ro }];
         for (i, m) in spec.mounts().iter().flatten().enumerate() {
@@ -49,8 +57,14 @@ impl Capabilities {
             let guest = m.destination().to_string_lossy().into_owned();
             let read_only = options.iter().any(|o| o == "ro");
             let is_bind = ty == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
+            if (is_bind || ty == "tmpfs") && !guest.starts_with('/') {
+                return Err(ShimError::invalid(format!("mount destination {guest:?} is not an absolute path")));
+            }
             if is_bind {
                 let Some(source) = m.source() else { continue };
+                if !source.exists() {
+                    return Err(ShimError::invalid(format!("bind mount source {} (for {guest}) does not exist", source.display())));
+                }
                 // WASI preopens are directories; file binds (hosts, resolv.conf) are not granted.
                 if !source.is_dir() {
                     log::debug!("not granting non-directory bind mount {} at {guest}", source.display());

@@ -120,7 +120,12 @@ fn per_thread(path: CgroupsPath, resources: Option<&LinuxResources>) -> Result<C
     let cgroup = Cgroup::new(hierarchies::auto(), path.relative()).with_context(|| format!("create cgroup {path}"))?;
     if let Some(resources) = resources {
         // CPU and pids limits act on the guest thread; memory is bounded per store.
-        apply(&cgroup, &path, resources);
+        // A memory limit here would charge the thread's kernel allocations to it
+        // (cgroup v1 kmem): a small one fails the guest's setns with ENOMEM, and
+        // reaching it would OOM-kill the whole shim.
+        let mut limits = resources.clone();
+        limits.set_memory(None);
+        apply(&cgroup, &path, &limits);
     }
     Ok(ContainerCgroup { path, cgroup, per_thread: true })
 }
