@@ -70,36 +70,14 @@ PROBE=$(image_name "$IMAGES/probe.tar")
 [ -n "$PAUSE" ] && [ -n "$BUSYBOX" ] && [ -n "$PROBE" ] || { echo "cannot read the image names in $IMAGES" >&2; exit 1; }
 
 START=$SECONDS
-DIR=$(mktemp -d /tmp/node-vm-cri.XXXXXX)
-finish() {
-    if [ "${NODE_VM_KEEP:-0}" = 1 ]; then
-        echo "VM left running: $VM run $DIR -- CMD; $VM down $DIR"
-    else
-        "$VM" down "$DIR" || true
-        rm -rf "$DIR"
-    fi
-}
-trap finish EXIT
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "PASS $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -z "${2:-}" ] || printf '%s\n' "$2" | sed 's/^/     | /'; }
-# guest_is NAME EXPECTED CMD...: CMD's stdout in the guest equals EXPECTED.
-guest_is() {
-    local name=$1 want=$2 got
-    shift 2
-    got=$("$VM" run "$DIR" -- "$@" 2>&1)
-    if [ "$got" = "$want" ]; then pass "$name"; else fail "$name" "got: $got"; fi
-}
+. "$HERE/lib.sh"
+vm_dir node-vm-cri
 # guest_ok NAME SCRIPT: SCRIPT (a guest shell line) exits 0; its output is shown on failure.
 guest_ok() {
     local out
     if out=$("$VM" sh "$DIR" "$2" 2>&1); then pass "$1"; else fail "$1" "$out"; fi
 }
 g() { "$VM" run "$DIR" -- "$@"; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 summary() {
     if [ "$failed" != 0 ]; then
         echo "containerd's journal (last 40 lines):"

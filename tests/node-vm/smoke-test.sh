@@ -28,30 +28,8 @@ WASM_OCI=${NODE_VM_WASM_OCI:-$(dirname "$SHIM")/wasm-oci}
 [ -x "$SHIM" ] || { echo "no shim binary at $SHIM (NODE_VM_SHIM)" >&2; exit 1; }
 [ -x "$WASM_OCI" ] || { echo "no wasm-oci at $WASM_OCI (NODE_VM_WASM_OCI)" >&2; exit 1; }
 
-DIR=$(mktemp -d /tmp/node-vm-smoke.XXXXXX)
-finish() {
-    if [ "${NODE_VM_KEEP:-0}" = 1 ]; then
-        echo "VM left running: $VM run $DIR -- CMD; $VM down $DIR"
-    else
-        "$VM" down "$DIR" || true
-        rm -rf "$DIR"
-    fi
-}
-trap finish EXIT
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "PASS $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -z "${2:-}" ] || printf '%s\n' "$2" | sed 's/^/     | /'; }
-# guest_is NAME EXPECTED CMD...: CMD's stdout in the guest equals EXPECTED.
-guest_is() {
-    local name=$1 want=$2 got
-    shift 2
-    got=$("$VM" run "$DIR" -- "$@" 2>&1)
-    if [ "$got" = "$want" ]; then pass "$name"; else fail "$name" "got: $got"; fi
-}
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+. "$HERE/lib.sh"
+vm_dir node-vm-smoke
 
 t=$(now)
 "$HERE/build-image.sh" >/dev/null || { echo "image build failed" >&2; exit 1; }
