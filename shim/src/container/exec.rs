@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::{Exit, Status};
 use crate::error::{Result, ShimError};
+use crate::host::bundle::pairs;
 use crate::host::entrypoint::{self, Entrypoint};
 use crate::wasm::engine::WasmEngine;
 use crate::wasm::linker::{Linkers, Prepared};
@@ -97,7 +98,7 @@ pub fn prepare_wasm(
     let Some(arg0) = args.first().filter(|a| !a.is_empty()).cloned() else {
         return Err(ShimError::invalid("exec: process.args is empty: it names no command"));
     };
-    let env = merge_env(&caps.env, &env_pairs(process.env().as_deref().unwrap_or_default()));
+    let env = merge_env(&caps.env, &pairs(process.env().as_deref().unwrap_or_default()));
     let path_env = env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
     let cwd = process.cwd().to_string_lossy();
     // A missing command is the caller's mistake, not a missing container.
@@ -115,15 +116,6 @@ pub fn prepare_wasm(
     Ok((prepared, caps))
 }
 
-/// `KEY=VALUE` strings as pairs (a bare `KEY` is `KEY=`).
-fn env_pairs(env: &[String]) -> Vec<(String, String)> {
-    env.iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (kv.clone(), String::new()),
-        })
-        .collect()
-}
 
 /// The container's environment with the exec's on top: an exec's variable
 /// replaces the container's of the same name, in place; new ones follow.
@@ -142,16 +134,16 @@ fn merge_env(container: &[(String, String)], exec: &[(String, String)]) -> Vec<(
 mod tests {
     use super::*;
 
-    fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn kv(kv: &[(&str, &str)]) -> Vec<(String, String)> {
         kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn exec_env_extends_the_containers() {
-        let container = pairs(&[("PATH", "/bin"), ("A", "1")]);
+        let container = kv(&[("PATH", "/bin"), ("A", "1")]);
         // What containerd sends: the container's process env, plus the exec's own.
-        let exec = env_pairs(&["PATH=/bin".into(), "A=2".into(), "B".into()]);
-        assert_eq!(merge_env(&container, &exec), pairs(&[("PATH", "/bin"), ("A", "2"), ("B", "")]));
+        let exec = pairs(&["PATH=/bin".into(), "A=2".into(), "B".into()]);
+        assert_eq!(merge_env(&container, &exec), kv(&[("PATH", "/bin"), ("A", "2"), ("B", "")]));
         assert_eq!(merge_env(&container, &[]), container);
     }
 
@@ -187,7 +179,7 @@ mod tests {
         let (prepared, exec_caps) = prepare_wasm(root.path(), &caps, &process(&["tool.wat", "x"], &["B=2"]), &engine, &linkers).unwrap();
         assert!(matches!(prepared, Prepared::Module(_)));
         assert_eq!(exec_caps.args, vec!["tool.wat", "x"]);
-        assert_eq!(exec_caps.env, pairs(&[("PATH", "/"), ("A", "1"), ("B", "2")]));
+        assert_eq!(exec_caps.env, kv(&[("PATH", "/"), ("A", "1"), ("B", "2")]));
         assert_eq!((exec_caps.preopens, exec_caps.memory_limit), (caps.preopens.clone(), caps.memory_limit), "the container's sandbox");
 
         let refused = |p: Process| match prepare_wasm(root.path(), &caps, &p, &engine, &linkers) {

@@ -105,11 +105,15 @@ pub fn unmount_rootfs(bundle: &Path) -> anyhow::Result<()> {
 
 /// `process.env` of a spec as pairs.
 pub fn env_pairs(spec: &Spec) -> Vec<(String, String)> {
-    let env = spec.process().as_ref().and_then(|p| p.env().clone()).unwrap_or_default();
-    env.into_iter()
+    pairs(spec.process().as_ref().and_then(|p| p.env().as_deref()).unwrap_or_default())
+}
+
+/// `KEY=VALUE` strings as pairs (a bare `KEY` is `KEY=`).
+pub fn pairs(env: &[String]) -> Vec<(String, String)> {
+    env.iter()
         .map(|kv| match kv.split_once('=') {
             Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (kv, String::new()),
+            None => (kv.clone(), String::new()),
         })
         .collect()
 }

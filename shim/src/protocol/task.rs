@@ -100,8 +100,7 @@ impl TaskService {
     /// the runtime options say `SystemdCgroup` (as for containerd's runc
     /// shim) or the cgroupsPath has systemd's `slice:prefix:name` form, which
     /// only that driver takes.
-    fn runc_for_spec(&self, req: &api::CreateTaskRequest, bundle: &Bundle) -> Result<Runc> {
-        let options = RuntimeOptions::parse(req.options.as_ref())?;
+    fn runc_for_spec(&self, options: &RuntimeOptions, bundle: &Bundle) -> Result<Runc> {
         let systemd_path = CgroupsPath::of(&bundle.spec)?.is_some_and(|p| p.is_systemd());
         self.runc()?.with_systemd_cgroup(options.systemd_cgroup || systemd_path)
     }
@@ -120,7 +119,7 @@ impl TaskService {
         }
         // Checked for Wasm containers too (only runc uses them), so that options
         // of the wrong type or an unreadable ConfigPath fail Create, not pass unseen.
-        RuntimeOptions::parse(req.options.as_ref()).inspect_err(|e| log::error!("create {}: {e}", req.id))?;
+        let options = RuntimeOptions::parse(req.options.as_ref()).inspect_err(|e| log::error!("create {}: {e}", req.id))?;
         let stdio = Stdio::new(&req.stdin, &req.stdout, &req.stderr, req.terminal);
         let (path, mounts) = (PathBuf::from(&req.bundle), req.rootfs.clone());
         let (bundle, found) = blocking(move || {
@@ -136,7 +135,7 @@ impl TaskService {
         };
         let created = match found {
             Err(e) => Err((e, bundle)),
-            Ok(entry) if entry.kind == Kind::Native => match self.runc_for_spec(&req, &bundle) {
+            Ok(entry) if entry.kind == Kind::Native => match self.runc_for_spec(&options, &bundle) {
                 Ok(runc) => LinuxContainer::create(&req.id, bundle, stdio, runc).await.map(Container::Linux),
                 Err(e) => Err((e, bundle)),
             },
