@@ -38,6 +38,17 @@ impl ShimError {
     }
 }
 
+impl From<shim_input::InputError> for ShimError {
+    fn from(e: shim_input::InputError) -> Self {
+        use shim_input::InputError;
+        match e {
+            InputError::Invalid(why) => Self::InvalidArgument(why),
+            InputError::NotFound(why) => Self::NotFound(why),
+            io @ InputError::Io { .. } => Self::Internal(io.into()),
+        }
+    }
+}
+
 impl From<ShimError> for ttrpc::Error {
     fn from(e: ShimError) -> Self {
         ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), e.to_string()))

@@ -14,12 +14,12 @@ use std::time::SystemTime;
 
 use containerd_shim::asynchronous::io::{IoTasks, Pty, Stdio};
 use oci_spec::runtime::Process;
+use shim_input::entrypoint::{self, Entrypoint};
 use tokio::sync::watch;
 
 use super::{Exit, Status};
 use crate::error::{Result, ShimError};
 use crate::host::bundle::pairs;
-use crate::host::entrypoint::{self, Entrypoint};
 use crate::wasm::engine::WasmEngine;
 use crate::wasm::linker::{Linkers, Prepared};
 use crate::wasm::store::Interrupt;
@@ -103,8 +103,8 @@ pub fn prepare_wasm(
     let cwd = process.cwd().to_string_lossy();
     // A missing command is the caller's mistake, not a missing container.
     let path = entrypoint::resolve_named("command", rootfs, &arg0, &cwd, path_env).map_err(|e| match e {
-        ShimError::NotFound(why) => ShimError::invalid(format!("exec: {why}")),
-        other => other,
+        shim_input::InputError::NotFound(why) => ShimError::invalid(format!("exec: {why}")),
+        other => other.into(),
     })?;
     let bytes = std::fs::read(&path).map_err(|e| ShimError::invalid(format!("exec {arg0}: read {}: {e}", path.display())))?;
     let command = Entrypoint::classify_command(&arg0, bytes)?;

@@ -61,7 +61,7 @@ fn guest_thread(launch: Launch, started: oneshot::Sender<Result<()>>, exit: ones
     if let Some(cg) = &launch.cgroup {
         cg.add_thread(nix::unistd::gettid().as_raw() as u64);
     }
-    if let Err(e) = crate::host::netns::enter(&launch.caps.network).and_then(|()| launch.caps.name_service.enter()) {
+    if let Err(e) = crate::host::netns::enter(&launch.caps.network).and_then(|()| crate::host::dns::enter(&launch.caps.name_service)) {
         let _ = started.send(Err(e));
         return;
     }

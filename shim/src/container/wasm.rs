@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use containerd_shim::asynchronous::io::{IoTasks, Stdio};
+use shim_input::entrypoint::{Entrypoint, Kind};
 use tokio::sync::watch;
 
 use super::exec::Execs;
@@ -14,7 +15,6 @@ use super::{Exit, Status};
 use crate::error::{Result, ShimError};
 use crate::host::bundle::Bundle;
 use crate::host::cgroups::{self, ContainerCgroup};
-use crate::host::entrypoint::{Entrypoint, Kind};
 use crate::wasm::engine::WasmEngine;
 use crate::wasm::linker::{Linkers, Prepared};
 use crate::wasm::store::Interrupt;

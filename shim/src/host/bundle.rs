@@ -1,13 +1,14 @@
 //! The OCI bundle: its spec, and its root filesystem mounted where the spec
-//! says; the entrypoint the spec names is read from it (see `entrypoint`).
+//! says; the entrypoint the spec names is read from it (see
+//! `shim_input::entrypoint`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use containerd_shim::protos::types::mount::Mount;
 use oci_spec::runtime::Spec;
+use shim_input::entrypoint::{self, Entrypoint};
 
-use super::entrypoint::{self, Entrypoint};
 use crate::error::{Result, ShimError};
 
 /// An opened bundle: its spec, and its rootfs mounted where the spec says.
@@ -42,7 +43,7 @@ impl Bundle {
         }
         let path = entrypoint::resolve(&self.rootfs, &arg0, &cwd, path_env)?;
         let bytes = std::fs::read(&path).with_context(|| format!("read entrypoint {arg0}"))?;
-        Entrypoint::classify(&arg0, bytes, &self.env())
+        Ok(Entrypoint::classify(&arg0, bytes, &self.env())?)
     }
 
     /// `process.env` as pairs (a bare `NAME` is `NAME=`).
@@ -103,20 +104,7 @@ pub fn unmount_rootfs(bundle: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("unmount {target}: {e}"))
 }
 
-/// `process.env` of a spec as pairs.
-pub fn env_pairs(spec: &Spec) -> Vec<(String, String)> {
-    pairs(spec.process().as_ref().and_then(|p| p.env().as_deref()).unwrap_or_default())
-}
-
-/// `KEY=VALUE` strings as pairs (a bare `KEY` is `KEY=`).
-pub fn pairs(env: &[String]) -> Vec<(String, String)> {
-    env.iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (kv.clone(), String::new()),
-        })
-        .collect()
-}
+pub use shim_input::env::{env_pairs, pairs};
 
 /// The shim's own state directory, beside containerd's runtime state: a
 /// bundle is `<state>/io.containerd.runtime.v2.task/<ns>/<id>`.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use nix::sched::CloneFlags;
+use shim_input::grants::NetworkSpec;
 
 #[derive(Debug, Clone)]
 pub enum Network {
@@ -21,6 +22,16 @@ pub enum Network {
     /// A fresh namespace the shim made for one container (see `held`), so
     /// that every guest of the container — its init and its execs — is in it.
     Held(Arc<HeldNetns>),
+}
+
+impl From<NetworkSpec> for Network {
+    fn from(spec: NetworkSpec) -> Self {
+        match spec {
+            NetworkSpec::Host => Self::Host,
+            NetworkSpec::Join(path) => Self::Join(path),
+            NetworkSpec::Private => Self::Private,
+        }
+    }
 }
 
 /// A container's own network namespace, kept by a parked thread of the

@@ -3,7 +3,6 @@
 
 mod events;
 mod exec;
-mod options;
 pub mod service;
 mod task;
 mod ttrpc;

@@ -16,6 +16,8 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::topics;
 use containerd_shim::publisher::RemotePublisher;
+use shim_input::entrypoint::{Entrypoint, Kind};
+use shim_input::options::RuntimeOptions;
 
 use containerd_shim::asynchronous::io::IoTasks;
 use containerd_shim::protos::types::task::ProcessInfo;
@@ -27,10 +29,8 @@ use crate::container::wasm::WasmContainer;
 use crate::container::{self, Container, Exit, Status};
 use crate::error::{Result, ShimError};
 use crate::host::bundle::Bundle;
-use super::options::RuntimeOptions;
 use crate::host::cgroups::{process_metrics, spec_metrics, CgroupsPath};
 use crate::host::content::ImageContent;
-use crate::host::entrypoint::{Entrypoint, Kind};
 use crate::wasm::engine::WasmEngine;
 use crate::wasm::linker::Linkers;
 
@@ -185,7 +185,7 @@ impl TaskService {
         log::info!("container {id}: entrypoint is layer {} of Wasm artifact {}", layer.digest, layer.image);
         let name = layer.title.clone().unwrap_or_else(|| layer.image.clone());
         let env = bundle.env();
-        blocking(move || Entrypoint::classify(&name, layer.bytes, &env)).await
+        blocking(move || Ok(Entrypoint::classify(&name, layer.bytes, &env)?)).await
     }
 
     pub(super) async fn start(&self, req: api::StartRequest) -> Result<api::StartResponse> {

@@ -17,7 +17,7 @@ use wasmtime::{Config, Engine, Module, OptLevel};
 
 use super::cache::{CompileCache, Outcome};
 use super::wt;
-use crate::host::entrypoint::Kind;
+use shim_input::entrypoint::Kind;
 
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
@@ -104,7 +104,7 @@ impl WasmEngine {
     }
 
     /// Native code for `bytes` (a binary module or component, classified by
-    /// `host::entrypoint`), compiled at most once per content and engine
+    /// `shim_input::entrypoint`), compiled at most once per content and engine
     /// configuration. Blocking.
     pub fn load(&self, bytes: &[u8], kind: Kind) -> Result<Compiled> {
         let proxy = kind == Kind::Proxy;

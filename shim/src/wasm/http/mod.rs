@@ -1,9 +1,10 @@
 //! Serving wasi:http proxy components: a component that exports
 //! `wasi:http/incoming-handler` becomes an HTTP/1.1 server in the container's
 //! network namespace, running each request in a fresh instance of the
-//! component (see `host::entrypoint` for how a component's role is chosen).
+//! component (see `shim_input::entrypoint` for how a component's role is chosen).
 //!
-//! Settings, from the container's environment (`process.env`):
+//! Settings, from the container's environment (`process.env`; parsed by
+//! `shim_input::settings`):
 //! - `WASI_HTTP_PORT`: the TCP port to listen on, on every IPv4 address of the
 //!   container's network namespace (default 8080). Not a port number 1–65535:
 //!   Create fails, naming the variable.
@@ -51,11 +52,6 @@ use super::wasi::Capabilities;
 use super::wt;
 use crate::host::stdio::GuestStdio;
 
-pub const PORT_ENV: &str = "WASI_HTTP_PORT";
-pub const TIMEOUT_ENV: &str = "WASI_HTTP_TIMEOUT_MS";
-const DEFAULT_PORT: u16 = 8080;
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 /// How long a client may take to send a request head, and so also how long
 /// a kept-alive connection may sit idle: without it a client that never
 /// finishes a request would hold a drain open until SIGKILL.
@@ -64,39 +60,7 @@ pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request slots, shim-wide, matching the pool (see `pool::POOL_INSTANCES`).
 pub(super) static SLOTS: Semaphore = Semaphore::const_new(POOL_INSTANCES as usize);
 
-/// Serving settings, from the container's environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    pub port: u16,
-    pub timeout: Duration,
-}
-
-impl Settings {
-    /// The last definition of a variable wins, as in a shell.
-    pub fn from_env(env: &[(String, String)]) -> Result<Self, String> {
-        let var = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        let port = match var(PORT_ENV) {
-            None => DEFAULT_PORT,
-            Some(v) => v
-                .trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("{PORT_ENV}={v:?} is not a TCP port number (1-65535)"))?,
-        };
-        let timeout = match var(TIMEOUT_ENV) {
-            None => DEFAULT_TIMEOUT,
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| (1..=MAX_TIMEOUT_MS).contains(ms))
-                .map(Duration::from_millis)
-                .ok_or_else(|| format!("{TIMEOUT_ENV}={v:?} is not a request timeout in milliseconds (1-{MAX_TIMEOUT_MS})"))?,
-        };
-        Ok(Self { port, timeout })
-    }
-}
+pub use shim_input::settings::{HttpSettings as Settings, PORT_ENV, TIMEOUT_ENV};
 
 /// A proxy component linked and checked at Create, with its settings.
 #[derive(Clone)]
@@ -255,32 +219,4 @@ pub async fn serve(serve: Serve, started: oneshot::Sender<Result<()>>) -> Option
 /// Signals that ask for a graceful stop; any other terminating signal stops at once.
 pub(super) fn drains(signal: i32) -> bool {
     signal == libc::SIGTERM || signal == libc::SIGINT
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn settings_default_and_override() {
-        assert_eq!(Settings::from_env(&[]).unwrap(), Settings { port: 8080, timeout: Duration::from_secs(30) });
-        let s = Settings::from_env(&env(&[("WASI_HTTP_PORT", "1"), ("WASI_HTTP_PORT", "9000"), ("WASI_HTTP_TIMEOUT_MS", "250")])).unwrap();
-        assert_eq!(s, Settings { port: 9000, timeout: Duration::from_millis(250) });
-    }
-
-    #[test]
-    fn bad_settings_name_the_variable() {
-        for bad in ["0", "65536", "http", "", "-1"] {
-            let err = Settings::from_env(&env(&[("WASI_HTTP_PORT", bad)])).unwrap_err();
-            assert!(err.starts_with("WASI_HTTP_PORT=") && err.contains("not a TCP port"), "{err}");
-        }
-        for bad in ["0", "abc", "86400001", "1.5"] {
-            let err = Settings::from_env(&env(&[("WASI_HTTP_TIMEOUT_MS", bad)])).unwrap_err();
-            assert!(err.starts_with("WASI_HTTP_TIMEOUT_MS="), "{err}");
-        }
-    }
 }

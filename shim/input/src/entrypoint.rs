@@ -10,9 +10,8 @@
 
 use std::path::{Component as PathComponent, Path, PathBuf};
 
-use anyhow::Context;
 
-use crate::error::{Result, ShimError};
+use crate::{InputError, Result};
 
 /// The environment variable that picks a component's export.
 pub const ENTRY_ENV: &str = "WASI_ENTRY";
@@ -78,7 +77,7 @@ impl std::fmt::Debug for Entrypoint {
 impl Entrypoint {
     /// Classifies `bytes`; `env` is the container's environment (for `WASI_ENTRY`).
     pub fn classify(name: &str, bytes: Vec<u8>, env: &[(String, String)]) -> Result<Self> {
-        let invalid = |why: String| ShimError::invalid(format!("entrypoint {name}: {why}"));
+        let invalid = |why: String| InputError::invalid(format!("entrypoint {name}: {why}"));
         let (bytes, format) = binary(bytes).map_err(invalid)?;
         let kind = match format {
             Format::Module => Kind::Module,
@@ -95,7 +94,7 @@ impl Entrypoint {
     /// (whatever else it exports). A wasi:http proxy, which has no command
     /// to run, and a native file are refused with the reason.
     pub fn classify_command(name: &str, bytes: Vec<u8>) -> Result<Self> {
-        let invalid = |why: String| ShimError::invalid(format!("exec {name}: {why}"));
+        let invalid = |why: String| InputError::invalid(format!("exec {name}: {why}"));
         let (bytes, format) = binary(bytes).map_err(invalid)?;
         let kind = match format {
             Format::Module => Kind::Module,
@@ -197,7 +196,7 @@ pub fn resolve(rootfs: &Path, arg0: &str, cwd: &str, path_env: Option<&str>) -> 
 /// `resolve`, for what an error calls `what` ("entrypoint", "command").
 pub fn resolve_named(what: &str, rootfs: &Path, arg0: &str, cwd: &str, path_env: Option<&str>) -> Result<PathBuf> {
     if arg0.is_empty() {
-        return Err(ShimError::invalid("process.args is empty: the spec names no entrypoint"));
+        return Err(InputError::invalid("process.args is empty: the spec names no entrypoint"));
     }
     let candidates: Vec<String> = if arg0.contains('/') {
         if arg0.starts_with('/') {
@@ -216,7 +215,7 @@ pub fn resolve_named(what: &str, rootfs: &Path, arg0: &str, cwd: &str, path_env:
             }
         }
     }
-    Err(ShimError::NotFound(format!(
+    Err(InputError::NotFound(format!(
         "{what} {arg0:?} not found in the container's rootfs (looked for {})",
         candidates.join(", ")
     )))
@@ -226,7 +225,7 @@ pub fn resolve_named(what: &str, rootfs: &Path, arg0: &str, cwd: &str, path_env:
 /// guest would see them. `None` when a component does not exist.
 fn resolve_in_root(root: &Path, guest: &str, depth: u32) -> Result<Option<PathBuf>> {
     if depth > 40 {
-        return Err(ShimError::invalid(format!("too many levels of symbolic links resolving {guest}")));
+        return Err(InputError::invalid(format!("too many levels of symbolic links resolving {guest}")));
     }
     let mut resolved = PathBuf::new();
     let parts: Vec<_> = Path::new(guest).components().collect();
@@ -241,7 +240,7 @@ fn resolve_in_root(root: &Path, guest: &str, depth: u32) -> Result<Option<PathBu
                 match std::fs::symlink_metadata(&host) {
                     Err(_) => return Ok(None),
                     Ok(md) if md.file_type().is_symlink() => {
-                        let link = std::fs::read_link(&host).with_context(|| format!("read link {}", host.display()))?;
+                        let link = std::fs::read_link(&host).map_err(|e| InputError::io(format!("read link {}", host.display()), e))?;
                         let rest: PathBuf = parts[i + 1..].iter().collect();
                         let base = if link.is_absolute() { PathBuf::from("/") } else { Path::new("/").join(&resolved) };
                         let next = base.join(link).join(rest);
