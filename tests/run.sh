@@ -6,8 +6,9 @@
 #
 #   tests/run.sh            all tests
 #   tests/run.sh NAME       only end-to-end tests whose name contains NAME;
-#                           `docker`, `critest`, `node` (the node VM) and
-#                           `chat` run those suites
+#                           `docker`, `critest`, `node` (the node VM),
+#                           `fuzz` (cargo fuzz targets) and `chat` run
+#                           those suites
 #
 # E2E_CONTAINERD="1.6 2" (default) chooses the passes: "1.6" is the
 # containerd on PATH, "2" the Go-built one.
@@ -132,6 +133,10 @@ if [ -z "$FILTER" ] || [ "$FILTER" = node ]; then
     fi
     env "${node_env[@]}" NODE_VM_IMAGES="$WORK/images" CRICTL="$CRI_TOOLS_BIN_DIR/crictl" CONTAINERD2_BIN_DIR="$CONTAINERD2_BIN_DIR" \
         bash "$ROOT/tests/node-vm/cri-test.sh" || status=1
+fi
+if [ -z "$FILTER" ] || [ "$FILTER" = fuzz ]; then
+    echo "==> fuzz: each cargo fuzz target for ${FUZZ_SECONDS:-60} s from its seed corpus (tests/fuzz.sh)"
+    bash "$ROOT/tests/fuzz.sh" || status=1
 fi
 if [ -z "$FILTER" ] || [ "$FILTER" = chat ]; then
     echo "==> the chat application on containerd (tests/chat/run.sh)"
