@@ -47,6 +47,30 @@ fn second_run_compiles_nothing_and_corrupt_entries_are_rebuilt() {
     let fourth = run(&[], "cache-probe", &unique("cache"), &[]);
     assert!(fourth.status.success(), "{}", stderr(&fourth));
     assert!(wait_until(Duration::from_secs(5), || compiled_lines(&digest) == 3));
+
+    // A shim killed mid-write: the entry cut short and the writer's
+    // temporary file left behind. Rebuilt, and the temporary file removed.
+    let whole = std::fs::read(&entry).unwrap();
+    std::fs::write(&entry, &whole[..whole.len() / 3]).unwrap();
+    let partial = entry.with_extension("tmp4194303");
+    std::fs::write(&partial, &whole[..whole.len() / 2]).unwrap();
+    let fifth = run(&[], "cache-probe", &unique("cache"), &[]);
+    assert!(fifth.status.success(), "{}", stderr(&fifth));
+    assert!(wait_until(Duration::from_secs(5), || compiled_lines(&digest) == 4), "cut-short entry was not rebuilt");
+    assert!(!partial.exists(), "the killed writer's temporary file is still there");
+    assert_eq!(std::fs::read(&entry).unwrap(), whole, "the rebuilt entry differs");
+
+    // The cache's filesystem is full (a 4 KiB tmpfs over it): the code is
+    // compiled and kept in memory, the container runs, nothing is left there.
+    let dir = entry.parent().unwrap();
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4k", "tmpfs"]).arg(dir).status().unwrap();
+    assert!(mounted.success(), "mount a small tmpfs over {}", dir.display());
+    let sixth = run(&[], "cache-probe", &unique("cache"), &[]);
+    let left: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(std::process::Command::new("umount").arg(dir).status().unwrap().success());
+    assert!(sixth.status.success(), "{}", stderr(&sixth));
+    assert!(wait_until(Duration::from_secs(5), || containerd_log().contains("No space left on device")), "the full cache was not reported");
+    assert!(left.iter().all(|n| n.ends_with(".lock")), "left in the full cache: {left:?}");
 }
 
 #[test]

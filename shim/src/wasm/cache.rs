@@ -55,6 +55,9 @@ impl CompileCache {
             return Ok((hit, Outcome::Hit));
         }
         let _lock = self.lock(key)?;
+        // Only the lock holder writes a key's files: temporary files still
+        // here are what a writer killed mid-write (a crashed shim) left.
+        self.remove_partial_writes(key);
         // Another shim may have compiled it while we waited for the lock.
         if let Some(hit) = self.try_load(key, &load) {
             return Ok((hit, Outcome::Hit));
@@ -110,6 +113,18 @@ impl CompileCache {
         let _ = fs::remove_file(self.code_path(key));
     }
 
+    /// Removes `<key>.tmp<pid>` files. Call with the key's lock held.
+    fn remove_partial_writes(&self, key: &str) {
+        let prefix = format!("{key}.tmp");
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+                log::warn!("compile cache: removing {}, left by a writer that did not finish", entry.path().display());
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
     fn store(&self, key: &str, code: &[u8]) -> Result<()> {
         // Code first, checksum last: an entry without a checksum is a miss.
         write_atomic(&self.code_path(key), code)?;
@@ -127,11 +142,19 @@ impl CompileCache {
     }
 }
 
+/// Writes `path` whole or not at all: a temporary file beside it, synced,
+/// then renamed over it. A failed write (a full disk) removes its temporary
+/// file, so it leaves nothing behind.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
+    let written = File::create(&tmp)
+        .with_context(|| format!("create {}", tmp.display()))
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("write {}", tmp.display())))
+        .and_then(|()| fs::rename(&tmp, path).with_context(|| format!("rename {} to {}", tmp.display(), path.display())));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn digest_reader(r: &mut impl Read) -> std::io::Result<String> {
@@ -198,6 +221,40 @@ mod tests {
         cache.store("k", b"bad code").unwrap();
         let (v, o) = cache.get_or_compile("k", || Ok(b"good".to_vec()), read_all).unwrap();
         assert_eq!((v.as_slice(), o), (&b"good"[..], Outcome::Compiled));
+    }
+
+    #[test]
+    fn a_write_cut_off_midway_is_cleaned_up_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::new(dir.path().to_path_buf());
+        // A shim killed while storing: half the code in its temporary file,
+        // and an older entry whose code was replaced but whose checksum was not.
+        fs::write(dir.path().join("k.tmp4242"), b"nat").unwrap();
+        fs::write(dir.path().join("k.cwasm"), b"nat").unwrap();
+        fs::write(dir.path().join("k.sha256"), hex::encode(Sha256::digest(b"native"))).unwrap();
+        let (v, o) = cache.get_or_compile("k", || Ok(b"native".to_vec()), read_all).unwrap();
+        assert_eq!((v.as_slice(), o), (&b"native"[..], Outcome::Compiled));
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert!(!left.iter().any(|n| n.contains(".tmp")), "temporary files left: {left:?}");
+        // Another key's writer may be at work: its temporary file stays.
+        fs::write(dir.path().join("other.tmp4243"), b"x").unwrap();
+        cache.get_or_compile("k2", || Ok(b"more".to_vec()), read_all).unwrap();
+        assert!(dir.path().join("other.tmp4243").exists());
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_store_and_leaves_no_partial_file() {
+        use nix::mount::{mount, umount, MsFlags};
+        let dir = tempfile::tempdir().unwrap();
+        // A 4 KiB tmpfs (needs root, as the shim has): the code does not fit.
+        mount(Some("tmpfs"), dir.path(), Some("tmpfs"), MsFlags::empty(), Some("size=4k")).expect("mount a small tmpfs");
+        let cache = CompileCache::new(dir.path().to_path_buf());
+        let result = cache.get_or_compile("k", || Ok(vec![7u8; 64 * 1024]), read_all);
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        umount(dir.path()).unwrap();
+        let err = format!("{:#}", result.err().expect("a store into a full filesystem succeeded"));
+        assert!(err.contains("k.tmp") && err.contains("No space left"), "{err}");
+        assert!(!left.iter().any(|n| n.contains(".tmp") || n.ends_with(".cwasm")), "left behind: {left:?}");
     }
 
     #[test]

@@ -12,12 +12,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
+use shim_input::entrypoint::Kind;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, Module, OptLevel};
 
 use super::cache::{CompileCache, Outcome};
 use super::wt;
-use shim_input::entrypoint::Kind;
 
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
@@ -285,6 +285,25 @@ mod tests {
         // Broken Wasm is still reported as such, not as a cache problem.
         let Err(err) = e.load(b"\0asm\x01\0\0\0\xff\xff\xff", Kind::Module) else { panic!("garbage compiled") };
         assert!(format!("{err:#}").contains("compile module"), "{err:#}");
+    }
+
+    #[test]
+    fn a_full_or_read_only_cache_still_gives_code() {
+        use nix::mount::{mount, umount, MsFlags};
+        // Needs root, as the shim has. A 4 KiB tmpfs is full before the code fits.
+        let full = tempfile::tempdir().unwrap();
+        mount(Some("tmpfs"), full.path(), Some("tmpfs"), MsFlags::empty(), Some("size=4k")).expect("mount a small tmpfs");
+        let loaded = WasmEngine::new(full.path().join("cache")).unwrap().load(&exit7(), Kind::Module);
+        let left: Vec<_> = std::fs::read_dir(full.path().join("cache")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        umount(full.path()).unwrap();
+        assert!(matches!(loaded.unwrap(), Compiled::Module(_)));
+        assert!(left.iter().all(|n| n.to_string_lossy().ends_with(".lock")), "left in a full cache: {left:?}");
+        // A cache directory on a read-only filesystem.
+        let ro = tempfile::tempdir().unwrap();
+        mount(Some("tmpfs"), ro.path(), Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>).expect("mount a read-only tmpfs");
+        let loaded = WasmEngine::new(ro.path().join("cache")).unwrap().load(&exit7(), Kind::Module);
+        umount(ro.path()).unwrap();
+        assert!(matches!(loaded.unwrap(), Compiled::Module(_)));
     }
 
     #[test]
