@@ -20,6 +20,11 @@
 #              service crashed, no "timed out" in their logs
 #   restart    the message service is restarted under a bounded posting load;
 #              every message acknowledged with 201 is in the database
+#   containerd-restart
+#              the stack's containerd is killed (SIGKILL), left down 3 s and
+#              started again under a posting load: no request fails, every
+#              acknowledged message is stored, the same tasks run, and a
+#              service can be restarted through containerd afterwards
 #   browser    chromium + playwright-core: session, online, chat, send, edit,
 #              delete, a message from someone else appears without reload
 #   persist    down.sh + up.sh (no rebuild): the data is still there
@@ -259,6 +264,50 @@ restart_ok=1
 if [ "$restart_rc" = 0 ] && [ "$rc" = 0 ] && [ "$missing" = 0 ] && [ "${late:-0}" -gt 0 ]; then restart_ok=0; fi
 [ "$restart_ok" = 0 ] || { tail -n 5 "$OUT/restart.err" "$OUT/restart-service.log"; }
 record restart "$restart_ok" "message service restarted in $restart_ms ms under load; acked $(json_field "$result" acked 2>/dev/null), missing from the DB $missing, retried $(json_field "$result" retried 2>/dev/null), failed $(json_field "$result" failed 2>/dev/null), acked in the last 4 s $late, stored but unacknowledged ${extra:-?} (duplicates from retries: $dups)"
+
+# ---- containerd restart ----------------------------------------------------
+# Shims and their containers outlive containerd: while it is killed and
+# down for 3 s, and after it is started again, the chat keeps answering,
+# containerd lists the same running tasks, and it can still stop and start
+# a container (restart-service.sh).
+echo "==> containerd restart: containerd killed (SIGKILL), down 3 s and started again during a posting load"
+running_tasks() { ctrc tasks ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" { print $1 }' | sort | tr '\n' ' '; }
+tasks_before=$(running_tasks)
+timeout 120 $PY "$HERE/load.py" restart "$CHAT_URL" --clients 20 --seconds 12 --max-messages 5000 \
+    --retry-seconds 30 --acked "$OUT/containerd-restart-acked.txt" >"$OUT/containerd-restart.json" 2>"$OUT/containerd-restart.err" &
+client_pid=$!
+sleep 3
+cd_pid=$(cat "$CHAT_CONTAINERD/containerd.pid")
+kill -9 "$cd_pid"
+for _ in $(seq 1 50); do kill -0 "$cd_pid" 2>/dev/null || break; sleep 0.1; done
+sleep 3
+gone=$(kill -0 "$cd_pid" 2>/dev/null && echo no || echo yes)
+t0=$(date +%s%N)
+containerd_up "$CHAT_CONTAINERD" "$CHAT_DIR/bin" >"$OUT/containerd-restart.log" 2>&1
+up_rc=$?
+up_ms=$(ms_since "$t0")
+wait "$client_pid"
+rc=$?
+client_pid=
+tasks_after=$(running_tasks)
+result=$(cat "$OUT/containerd-restart.json" 2>/dev/null)
+result=${result:-"{}"}
+echo "    $result"
+chat_id=$(json_field "$result" chat_id 2>/dev/null)
+missing="?"
+if [ -n "$chat_id" ] && sql "SELECT text FROM messages WHERE chat_id = $chat_id" >"$OUT/containerd-restart-db.txt" 2>>"$OUT/containerd-restart.err"; then
+    missing=$(comm -23 <(sort -u "$OUT/containerd-restart-acked.txt") <(sort -u "$OUT/containerd-restart-db.txt") | wc -l)
+fi
+bash "$ROOT/deploy/local/restart-service.sh" gateway >>"$OUT/containerd-restart.log" 2>&1
+control_rc=$?
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$CHAT_URL/api/sessions")
+crestart_ok=1
+if [ "$up_rc" = 0 ] && [ "$rc" = 0 ] && [ "$missing" = 0 ] && [ "$(json_field "$result" failed 2>/dev/null)" = 0 ] &&
+    [ "${#tasks_before}" -gt 0 ] && [ "$tasks_after" = "$tasks_before" ] && [ "$control_rc" = 0 ] && [ "$code" = 201 ]; then
+    crestart_ok=0
+fi
+[ "$crestart_ok" = 0 ] || { tail -n 5 "$OUT/containerd-restart.err" "$OUT/containerd-restart.log"; echo "    tasks before: $tasks_before"; echo "    tasks after:  $tasks_after"; }
+record containerd-restart "$crestart_ok" "containerd killed (gone: $gone) and down 3 s, up again in $up_ms ms; under load acked $(json_field "$result" acked 2>/dev/null), failed $(json_field "$result" failed 2>/dev/null), retried $(json_field "$result" retried 2>/dev/null), missing from the DB $missing; running tasks after = before ($(wc -w <<<"$tasks_after") of $(wc -w <<<"$tasks_before")); gateway restarted through containerd afterwards (rc $control_rc), then a new session: $code"
 
 # ---- browser ---------------------------------------------------------------
 echo "==> browser test (chromium + playwright-core, log: $OUT/browser.log)"
