@@ -47,6 +47,7 @@ if [ "${BASH_VERSINFO[0]}" -lt 5 ]; then
 fi
 
 . "$ROOT/tests/lib/containerd.sh"
+. "$ROOT/bench/lib.sh"
 
 WORK=$(mktemp -d /tmp/wasmtime-shim-bench.XXXXXX)
 CD=$WORK/containerd
@@ -134,20 +135,6 @@ expect_out() {
     fi
 }
 
-# stats < µs values, one per line  ->  "median p90 min max" in ms
-stats() {
-    sort -n | awk '{a[NR] = $1}
-        END {
-            n = NR
-            if (n == 0) { print "nan nan nan nan"; exit }
-            med = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-            i = int(0.9 * n); if (i < 0.9 * n) i++; if (i < 1) i = 1
-            printf "%.1f %.1f %.1f %.1f\n", med / 1000, a[i] / 1000, a[1] / 1000, a[n] / 1000
-        }'
-}
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
-
 wasm_run() { ctrp run --rm --runtime "$RUNTIME" --platform wasi/wasm "$WASM_IMG" "$1"; }
 runc_run() { ctrp run --rm --runc-root "$RUNC_ROOT" "$BB_IMG" "$1" /bin/busybox echo hello; }
 
@@ -163,21 +150,6 @@ descendants() { # PID -> all its descendants' pids
     done
 }
 
-status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-rollup_kib() { awk -v k="$2:" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/smaps_rollup"; }
-
-cpu_ticks() { # PID... -> utime+stime summed (clock ticks)
-    local p s total=0
-    for p in "$@"; do
-        s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        s=${s##*) }
-        # shellcheck disable=SC2086
-        set -- $s
-        total=$((total + ${12} + ${13}))
-    done
-    echo "$total"
-}
-
 thread_switches() { # PID... -> "TASKDIR COUNT" per thread: voluntary+involuntary context switches
     local p
     for p in "$@"; do
@@ -190,16 +162,6 @@ wakeups_per_s() { # BEFORE AFTER (thread_switches outputs) -> switches/s over ID
     # threads born in it count from zero.
     awk -v secs="$IDLE_SECONDS" 'NR == FNR { a[$1] = $2; next } { s += ($1 in a) ? $2 - a[$1] : $2 }
         END { printf "%.1f\n", s / secs }' "$1" "$2"
-}
-
-sum_kib() { # FIELD(VmRSS|Pss|...) PID... -> sum over pids
-    local field=$1 p total=0 v
-    shift
-    for p in "$@"; do
-        if [ "$field" = VmRSS ]; then v=$(status_kib "$p" VmRSS); else v=$(rollup_kib "$p" "$field"); fi
-        total=$((total + ${v:-0}))
-    done
-    echo "$total"
 }
 
 remove_containers() { # ID...: kill, wait, delete
