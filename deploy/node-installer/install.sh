@@ -345,12 +345,14 @@ else
         rc=0
         dump=$(host_run containerd --config "$CONTAINERD_CONFIG" config dump 2>&1) || rc=$?
         if [ "$rc" = 0 ]; then
-            dflt=$(printf '%s\n' "$dump" | sed -n "s/^[[:space:]]*default_runtime_name[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'].*/\1/p" | head -n 1)
-            if [ -n "$dflt" ] && ! printf '%s\n' "$dump" | grep -qF -e "runtimes.$dflt]" -e "runtimes.\"$dflt\"]" -e "runtimes.'$dflt']"; then
+            # Here-strings, not pipes: under pipefail a `grep -q` or `head`
+            # that stops reading early fails the writer with SIGPIPE (seen in CI).
+            dflt=$(sed -n "s/^[[:space:]]*default_runtime_name[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'].*/\1/p" <<<"$dump" | sed -n 1p)
+            if [ -n "$dflt" ] && ! grep -qF -e "runtimes.$dflt]" -e "runtimes.\"$dflt\"]" -e "runtimes.'$dflt']" <<<"$dump"; then
                 put_back
                 die "with the new config containerd would have no runtime '$dflt' for default_runtime_name, and its CRI plugin would not load; $target was put back as it was (does $CONTAINERD_CONFIG define [..containerd.runtimes.$dflt]?)"
             fi
-            if printf '%s\n' "$dump" | grep -Eq "runtimes\.[\"']?${HANDLER}[\"']?\]"; then
+            if grep -Eq "runtimes\.[\"']?${HANDLER}[\"']?\]" <<<"$dump"; then
                 log "config: containerd reads the handler from the new config (default runtime '${dflt:-?}' defined)"
             else
                 warn "containerd config dump does not show the handler '$HANDLER'; check $CONTAINERD_CONFIG"

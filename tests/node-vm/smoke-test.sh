@@ -70,7 +70,7 @@ guest_is "containerd active after install" active systemctl is-active containerd
 guest_is "shim installed on containerd's PATH" /usr/local/bin/containerd-shim-wasmtime-v1 sh -c 'command -v containerd-shim-wasmtime-v1'
 guest_is "handler registered in /etc/containerd/config.toml" 1 grep -c 'runtimes.wasmtime]' /etc/containerd/config.toml
 guest_is "CRI plugin loads after install" ok sh -c "ctr plugins ls | awk '\$2 == \"cri\" {print \$4}'"
-if printf '%s\n' "$out" | grep -q 'CRI plugin ok after the restart'; then
+if grep -q 'CRI plugin ok after the restart' <<<"$out"; then
     pass "install.sh checked the CRI plugin after the restart"
 else
     fail "install.sh checked the CRI plugin after the restart" "$(printf '%s\n' "$out" | tail -n 5)"
