@@ -56,8 +56,7 @@ cleanup() {
     left=$(our_pids "")
     [ -n "$left" ] && kill -9 $left 2>/dev/null
     find /sys/fs/cgroup/*/wasmtime-density -depth -type d -exec rmdir {} + 2>/dev/null
-    local m
-    for m in $(awk -v d="$WORK" '$2 ~ "^"d {print $2}' /proc/self/mounts | sort -r); do umount -l "$m"; done
+    unmount_under "$WORK"
     rm -rf "$WORK"
     exit "$rc"
 }

@@ -7,6 +7,7 @@
 #   rollup_kib PID FIELD    a /proc/PID/smaps_rollup field in KiB (Pss, Rss, ...)
 #   sum_kib FIELD PID...    FIELD summed over PIDs (VmRSS from status, else smaps_rollup)
 #   cpu_ticks PID...        utime+stime summed, in clock ticks
+#   unmount_under DIR       lazily unmounts everything mounted below DIR, deepest first
 
 stats() {
     sort -n | awk '{a[NR] = $1}
@@ -44,4 +45,11 @@ cpu_ticks() {
         total=$((total + ${12} + ${13}))
     done
     echo "$total"
+}
+
+unmount_under() {
+    local m
+    for m in $(awk -v d="$1" '$2 ~ "^"d {print $2}' /proc/self/mounts | sort -r); do
+        umount -l "$m" 2>/dev/null
+    done
 }

@@ -86,10 +86,7 @@ cleanup() {
         kill -9 "${left[@]}" 2>/dev/null
         sleep 0.2
     fi
-    local m
-    for m in $(awk -v d="$WORK" '$2 ~ "^"d {print $2}' /proc/self/mounts | sort -r); do
-        umount -l "$m" 2>/dev/null
-    done
+    unmount_under "$WORK"
     rm -rf "$WORK"
     exit "$rc"
 }
