@@ -181,6 +181,22 @@ warm_up() {
     done
 }
 
+# The answer of each system to a POST for a chat that does not exist: 404
+# when the service waits for its INSERT (the foreign key refuses it), 201
+# from the mode that answers first. Written to $OUTDIR/unknown-chat.txt.
+unknown_chat_check() {
+    local sys session code
+    reset_db
+    session=$(new_session)
+    for sys in "${SYSTEMS[@]}"; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST -H "Session-Id: $session" \
+            -H 'Content-Type: application/json' --data '{"chat_id":999999,"text":"to nowhere"}' "${SYS_URL[$sys]}/api/messages")
+        echo "$sys $code"
+    done >"$OUTDIR/unknown-chat.txt"
+    sleep 1
+    echo "stored $(sql 'SELECT COUNT(*) FROM messages')" >>"$OUTDIR/unknown-chat.txt"
+}
+
 write_meta() {
     local commit
     commit=$(git -C "$ROOT" rev-parse --short HEAD)
@@ -218,6 +234,7 @@ main() {
     SYS_PIDS[node-early]=${NODE_PIDS[1]}
 
     warm_up
+    unknown_chat_check
     LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
     log "$ROUNDS rounds: seq $SEQ_COUNT POSTs, conc $CONNS clients x ${DURATION} s, read of $READ_MESSAGES messages; load average now: $LOAD_START"
     local round scenario i k
