@@ -8,7 +8,7 @@
 #      for a page through its pod's IP;
 #   3. idle memory of one container per kind of guest: p1 module, p2 command,
 #      wasi:http server, socket server (wasi:sockets), 1.5 s / 6 s / 15 s
-#      after its start.
+#      after its start (its code already in the compile cache).
 # For 1 and 2 it prints the start time per container as the count grows (per
 # BATCH), that every container is running (and answering), total and
 # per-container PSS once idle, and the CPU all shims (and runc's containers)
@@ -170,10 +170,11 @@ one_shim_each() { # KIND
     echo "==> $COUNT $kind containers with ctr run -d, one shim each"
     start_many "$kind"
     start_times "$WORK/$kind.us"
-    sleep "$SETTLE_SECONDS"
     n=$(running_count wasm "d-$kind-")
     echo "    running: $n of $COUNT"
     [ "$n" = "$COUNT" ] || { echo "not every $kind container is running" >&2; return 1; }
+    # Listing tasks asks every shim for its state: let them go idle again.
+    sleep "$SETTLE_SECONDS"
     # The shims, and for runc the container processes under them.
     # shellcheck disable=SC2046
     pids=$(descendants $(our_pids "-id d-$kind-") | sort -u)
@@ -228,7 +229,6 @@ pods_of_five() {
     done
     echo "    start per container (CreateContainer + StartContainer, and a fifth of its pod's RunPodSandbox):"
     start_times "$WORK/cri.us"
-    sleep "$SETTLE_SECONDS"
     local running
     running=$($CRICTL ps -q --state Running | wc -l)
     echo "    running: $running of $COUNT containers"
@@ -240,6 +240,7 @@ pods_of_five() {
         done
     done
     echo "    answering: $ok of $total servers (GET / on each pod IP, ports 8081-8085)"
+    sleep "$SETTLE_SECONDS"
     # Pod shims only: the pause processes are runc's, as for any pod.
     local pids
     pids=$(our_pids "-id ")
@@ -255,23 +256,28 @@ if [ "$CRI" = 1 ]; then pods_of_five; fi
 
 # ---------------------------------------------------------------- 3. per kind of guest
 echo "==> idle memory of one container per kind of guest (RSS of its shim)"
-kind_rss() { # NAME IMAGE ARGS...
-    local name=$1 image=$2 pid r1 r6 r15
-    shift 2
-    ctrp run -d --runtime "$RUNTIME" --platform wasi/wasm "localhost/test/$image:latest" "k-$name" "$@" >/dev/null
-    pid=$(our_pids "-id k-$name")
+kind_rss() { # ID LABEL IMAGE ARGS...
+    local id=k-$1 name=$2 image=$3 pid r1 r6 r15
+    shift 3
+    # Once before, so that the measured one loads its code from the compile
+    # cache, as every start after a node's first does.
+    ctrp run -d --runtime "$RUNTIME" --platform wasi/wasm "localhost/test/$image:latest" "$id-warm" "$@" >/dev/null
+    sleep 1
+    remove_tasks wasm "$id-warm"
+    ctrp run -d --runtime "$RUNTIME" --platform wasi/wasm "localhost/test/$image:latest" "$id" "$@" >/dev/null
+    pid=$(our_pids "-id $id ")
     sleep 1.5; r1=$(status_kib "$pid" VmRSS)
     sleep 4.5; r6=$(status_kib "$pid" VmRSS)
     sleep 9; r15=$(status_kib "$pid" VmRSS)
-    printf '    %-22s RSS %6.1f MiB at 1.5 s, %6.1f MiB at 6 s, %6.1f MiB at 15 s (PSS %.1f MiB)\n' "$name" \
+    printf '    %-20s RSS %6.1f MiB at 1.5 s, %6.1f MiB at 6 s, %6.1f MiB at 15 s (PSS %.1f MiB)\n' "$name" \
         "$(awk -v k="$r1" 'BEGIN { print k / 1024 }')" "$(awk -v k="$r6" 'BEGIN { print k / 1024 }')" \
         "$(awk -v k="$r15" 'BEGIN { print k / 1024 }')" "$(awk -v k="$(rollup_kib "$pid" Pss)" 'BEGIN { print k / 1024 }')"
-    remove_tasks wasm "k-$name"
+    remove_tasks wasm "$id"
 }
-kind_rss "p1 module (sleep)" probe /probe.wasm sleep 1000000
-kind_rss "p2 command (sleep)" probe-p2 /probe.wasm sleep 1000000
-kind_rss "wasi:http server" http-hello
-kind_rss "socket server" probe-p2 /probe.wasm listen 9000
+kind_rss p1 "p1 module (sleep)" probe /probe.wasm sleep 1000000
+kind_rss p2 "p2 command (sleep)" probe-p2 /probe-p2.wasm sleep 1000000
+kind_rss http "wasi:http server" http-hello
+kind_rss socket "socket server" probe-p2 /probe-p2.wasm listen 9000
 
 # ---------------------------------------------------------------- summary
 echo
