@@ -3,6 +3,7 @@
 
 mod events;
 mod exec;
+mod rpcs;
 pub mod service;
 mod task;
 mod ttrpc;

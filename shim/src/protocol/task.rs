@@ -23,6 +23,7 @@ use containerd_shim::asynchronous::io::IoTasks;
 use containerd_shim::protos::types::task::ProcessInfo;
 
 use super::events::Events;
+use super::rpcs::InFlight;
 use crate::container::instance::{self, Launch};
 use crate::container::linux::{self, LinuxContainer, Runc};
 use crate::container::wasm::WasmContainer;
@@ -49,8 +50,8 @@ pub struct TaskService {
     /// returns: containerd marks a container exited only then, and its CRI
     /// may ask in between.
     deleting: Arc<Mutex<HashMap<String, api::StateResponse>>>,
-    /// Signalled by every RPC; the shim trims itself once they stop.
-    pub(super) activity: Arc<tokio::sync::Notify>,
+    /// The RPCs being served (and activity for the idle trim).
+    pub(super) rpcs: Arc<InFlight>,
 }
 
 impl TaskService {
@@ -74,7 +75,7 @@ impl TaskService {
             events: Events::new(publisher, namespace),
             exit,
             deleting: Arc::default(),
-            activity,
+            rpcs: Arc::new(InFlight::new(activity)),
         }
     }
 
