@@ -131,6 +131,8 @@ check_wasi_http() {
             [ "$code" = 500 ] && pass "wasi-http: a trapping handler gets 500 on $ip" || fail "wasi-http: /trap on $ip gave $code"
         done
         svc=$(k -n "$NS" get service wasi-http -o jsonpath='{.spec.clusterIP}')
+        # kube-proxy programs a new Service's rules within a few seconds.
+        wait_for 30 node curl -fsS --max-time 5 -o /dev/null "http://$svc:8090/" || true
         reply=$(node curl -sS --max-time 5 "http://$svc:8090/" 2>&1 || true)
         grep -q 'hello from wasi:http' <<<"$reply" && pass "wasi-http: answers through its Service" || fail "wasi-http: Service $svc" "$reply"
     else
