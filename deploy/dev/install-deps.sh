@@ -4,11 +4,13 @@
 # debootstrap (MariaDB/Redis images), chromium (the browser test), PyYAML
 # (manifest checks), docker-registry (a loopback registry for the pull
 # tests), dnsmasq-base (a DNS server in the test pod network), QEMU, ssh
-# and jq (the node VM, tests/node-vm/), the wasm targets. Safe to run again;
+# and jq (the node VM, tests/node-vm/), iptables, conntrack and openssl
+# (kube-proxy and the certificates of the test cluster, tests/cluster/),
+# the wasm targets. Safe to run again;
 # installs only what is missing.
 set -euo pipefail
 
-packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler wrk python3 python3-yaml debootstrap curl chromium docker-registry dnsmasq-base qemu-system-x86 qemu-utils openssh-client e2fsprogs jq)
+packages=(containerd runc containernetworking-plugins busybox-static iproute2 protobuf-compiler wrk python3 python3-yaml debootstrap curl chromium docker-registry dnsmasq-base qemu-system-x86 qemu-utils openssh-client e2fsprogs jq iptables conntrack openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -49,6 +49,20 @@ containerd_release() {
     echo "${v%%[~+-]*}"
 }
 
+# CNI_ROUTES (CIDRs, space separated): routes the pods get through the
+# bridge's gateway, e.g. a cluster's Service range. None by default: pods
+# then reach only their own subnet.
+_containerd_cni_routes() {
+    local r sep=""
+    [ -n "${CNI_ROUTES:-}" ] || return 0
+    printf '\n        "routes": ['
+    for r in $CNI_ROUTES; do
+        printf '%s{"dst": "%s"}' "$sep" "$r"
+        sep=", "
+    done
+    printf '],'
+}
+
 _containerd_cni_conflist() {
     local dir=$1
     cat <<CONF
@@ -64,7 +78,7 @@ _containerd_cni_conflist() {
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
-        "ranges": [[{"subnet": "$CNI_SUBNET"}]],
+        "ranges": [[{"subnet": "$CNI_SUBNET"}]],$(_containerd_cni_routes)
         "dataDir": "$dir/cni-ipam"
       }
     }

@@ -50,11 +50,16 @@ impl DbConfig {
         Ok(Self { url, pool_min, pool_max, startup_timeout })
     }
 
-    /// The pool (no connection is made yet).
+    /// The pool (no connection is made yet; the host name is resolved).
     pub fn pool(&self) -> Result<Pool> {
         let opts = Opts::from_url(&self.url).context("DATABASE_URL is not a valid mysql:// URL")?;
+        // The driver would resolve a host name through tokio (see
+        // crate::resolve): hand it the address instead.
+        let address = crate::resolve::resolve(opts.ip_or_hostname(), opts.tcp_port())
+            .with_context(|| format!("resolving the database host {}", opts.ip_or_hostname()))?;
         let constraints = PoolConstraints::new(self.pool_min, self.pool_max).context("invalid pool size")?;
         let opts = OptsBuilder::from_opts(opts)
+            .ip_or_hostname(address.ip().to_string())
             // No COM_RESET_CONNECTION when a connection goes back to the pool:
             // it costs a round trip and empties the server's (and driver's)
             // prepared-statement cache, so every query would be prepared
@@ -261,6 +266,8 @@ mod tests {
         assert_eq!((c.pool_min, c.pool_max), (1, 16));
         assert_eq!(c.display_target(), "db:3307/chat");
         assert!(!c.display_target().contains("secret"));
+        // pool() resolves the host (crate::resolve): an address needs no DNS.
+        let c = DbConfig::from_env(&env(&[("DATABASE_URL", "mysql://u:secret@127.0.0.1:3307/chat")])).unwrap();
         assert!(c.pool().is_ok());
         assert!(DbConfig::from_env(&env(&[])).is_err());
         let e = env(&[("DATABASE_URL", "mysql://h/db"), ("DB_POOL_MAX", "2"), ("DB_POOL_MIN", "3")]);

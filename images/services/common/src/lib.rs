@@ -15,6 +15,7 @@ pub mod listener;
 pub mod logger;
 #[cfg(feature = "redis")]
 pub mod presence;
+pub mod resolve;
 pub mod router;
 pub mod server;
 pub mod time;

@@ -38,8 +38,16 @@ pub fn display_target(url: &str) -> String {
 /// A connection manager (one multiplexed connection that reconnects by
 /// itself), retried with backoff for up to `timeout` at start.
 pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager> {
-    let client = redis::Client::open(url).context("REDIS_URL is not a valid redis:// URL")?;
     let target = display_target(url);
+    // The client would resolve a host name through tokio (see
+    // crate::resolve): give it the address instead.
+    let mut parsed = redis::parse_redis_url(url).context("REDIS_URL is not a valid redis:// URL")?;
+    if let Some(host) = parsed.host_str().map(str::to_owned) {
+        let address = crate::resolve::resolve(&host, parsed.port().unwrap_or(6379))
+            .with_context(|| format!("resolving the redis host {host}"))?;
+        parsed.set_ip_host(address.ip()).map_err(|()| anyhow::anyhow!("REDIS_URL: cannot set its host"))?;
+    }
+    let client = redis::Client::open(parsed.as_str()).context("REDIS_URL is not a valid redis:// URL")?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(5)))

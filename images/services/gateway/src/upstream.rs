@@ -232,7 +232,9 @@ impl Shared {
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ApiError> {
-        let target = (self.address.host.as_str(), self.address.port);
+        // Not through tokio's resolver: see common::resolve.
+        let target = common::resolve::resolve(&self.address.host, self.address.port)
+            .map_err(|e| self.bad_gateway("resolving", &e))?;
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(target)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(self.bad_gateway("connecting", &e)),
