@@ -58,26 +58,9 @@ if have_all "$containerd_dir/bin" containerd ctr containerd-shim-runc-v2 &&
     exit 0
 fi
 
-command -v go >/dev/null || { echo "build-go-tools: go is not on PATH" >&2; exit 1; }
-# Module and build caches outside the clone, reused by every build here.
-export GOPATH=$GO_TOOLS_DIR/gopath
-export GOMODCACHE=$GO_TOOLS_DIR/modcache
-export GOCACHE=$GO_TOOLS_DIR/cache
-export GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false -trimpath"
-mkdir -p "$GOPATH" "$GOMODCACHE" "$GOCACHE"
+. "$(dirname "${BASH_SOURCE[0]}")/go-build-lib.sh"
+go_build_env build-go-tools
 start=$(date +%s)
-
-# A writable copy of MODULE@VERSION's source in DEST (module cache files are
-# read-only), for modules go install refuses or cannot build as published.
-module_copy() { # MODULE VERSION DEST
-    local src
-    src=$(go mod download -json "$1@$2" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-    [ -d "$src" ] || { echo "build-go-tools: no module dir for $1@$2" >&2; return 1; }
-    rm -rf "$3"
-    mkdir -p "$(dirname "$3")"
-    cp -r "$src" "$3"
-    chmod -R u+w "$3"
-}
 
 # go install writes to GOBIN only once the link succeeded, so a failed or
 # interrupted build never leaves a binary that the fast path would trust.

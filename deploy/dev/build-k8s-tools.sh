@@ -54,27 +54,12 @@ if have_all "$k8s_dir/bin" "${k8s_programs[@]}" && have_all "$etcd_dir/bin" etcd
     exit 0
 fi
 
-command -v go >/dev/null || { echo "build-k8s-tools: go is not on PATH" >&2; exit 1; }
-export GOPATH=$GO_TOOLS_DIR/gopath
-export GOMODCACHE=$GO_TOOLS_DIR/modcache
-export GOCACHE=$GO_TOOLS_DIR/cache
+. "$(dirname "${BASH_SOURCE[0]}")/go-build-lib.sh"
+go_build_env build-k8s-tools
 # GOWORK=off: Kubernetes ships a go.work tying in its staging dirs, which
 # the module zip lacks; -mod=mod is refused in workspace mode.
-export GOTOOLCHAIN=local GOWORK=off GOFLAGS="-mod=mod -buildvcs=false -trimpath"
-mkdir -p "$GOPATH" "$GOMODCACHE" "$GOCACHE"
+export GOWORK=off
 start=$(date +%s)
-
-# A writable copy of MODULE@VERSION's source in DEST (module cache files are
-# read-only).
-module_copy() { # MODULE VERSION DEST
-    local src
-    src=$(go mod download -json "$1@$2" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-    [ -d "$src" ] || { echo "build-k8s-tools: no module dir for $1@$2" >&2; return 1; }
-    rm -rf "$3"
-    mkdir -p "$(dirname "$3")"
-    cp -r "$src" "$3"
-    chmod -R u+w "$3"
-}
 
 # Replaces every `M => ./path` or `M => ../path` directive of a replace
 # block in ./go.mod by a requirement of M at VERSION: the nested or sibling
