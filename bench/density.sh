@@ -35,7 +35,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 RUNTIME=io.containerd.wasmtime.v1
 GOAL_PSS_KIB=2048
 # Its own bridge and subnet: tests may run beside it.
-export CNI_BRIDGE=wasmtime-dens0 CNI_SUBNET=10.217.0.0/24
+export CNI_BRIDGE=wasmtime-dens0 CNI_SUBNET=10.218.0.0/24
 
 . "$ROOT/tests/lib/containerd.sh"
 . "$ROOT/tests/lib/images.sh"

@@ -19,12 +19,12 @@
 # 127.0.0.1 or on the bridge's own address), its own cgroup root.
 CLUSTER_NODE=${CLUSTER_NODE:-wasmtime-node}
 CLUSTER_BRIDGE=${CLUSTER_BRIDGE:-wasmtime-k8s0}
-CLUSTER_POD_CIDR=${CLUSTER_POD_CIDR:-10.214.0.0/24}
+CLUSTER_POD_CIDR=${CLUSTER_POD_CIDR:-10.230.0.0/24}
 # The bridge's (gateway's) address: the node's IP, where the kubelet and
 # CoreDNS listen, so pods and the apiserver reach them.
-CLUSTER_NODE_IP=${CLUSTER_NODE_IP:-10.214.0.1}
-CLUSTER_SERVICE_CIDR=${CLUSTER_SERVICE_CIDR:-10.215.0.0/24}
-CLUSTER_API_SERVICE_IP=${CLUSTER_API_SERVICE_IP:-10.215.0.1}
+CLUSTER_NODE_IP=${CLUSTER_NODE_IP:-10.230.0.1}
+CLUSTER_SERVICE_CIDR=${CLUSTER_SERVICE_CIDR:-10.231.0.0/24}
+CLUSTER_API_SERVICE_IP=${CLUSTER_API_SERVICE_IP:-10.231.0.1}
 # Pods' cgroups go under this root in every v1 hierarchy (kubelet cgroupRoot).
 CLUSTER_CGROUP_ROOT=${CLUSTER_CGROUP_ROOT:-wasmtime-cluster}
 # 32xxx: clear of tests/chat (ports +20000 and +21000: 23000, 26379, 28081…)
