@@ -1,25 +1,35 @@
 #!/usr/bin/env bash
 # Throughput and latency of a wasi:http hello component served by the shim,
-# next to a native hyper hello server doing the same work, on this machine in
-# the same run.
+# next to `wasmtime serve` (the Wasmtime CLI at the shim's Wasmtime version)
+# serving the same component, and a native hyper hello server doing the same
+# work (the ceiling), on this machine in the same run.
 #
 #   bench/http.sh [SECONDS]     (default 10 s per measurement)
 #
-# ROUNDS (default 3): measurements per server and connection count, shim and
-# native taking turns, so that a slow spell of the machine hits both; the
-# summary gives the median of each.
+# ROUNDS (default 3): measurements per server and connection count, the
+# servers taking turns, so that a slow spell of the machine hits all; the
+# summary gives the median of each. SKIP_BUILD=1 reuses the release binaries.
+# SERVE=0 leaves out `wasmtime serve`
+# (wasmtime-cli is built once from crates.io, pinned, into
+# /var/tmp/containerd-shim-wasmtime/tools).
 #
 # Builds the shim, the fixtures (http-hello.wasm) and bench/native-hello;
 # starts a private containerd (tests/lib/containerd.sh) with the shim on its
 # PATH; runs the component with `ctr run -d --net-host`; measures both servers
-# with wrk at 1 and 50 connections; prints req/s, p50 and p99 and the ratio
-# shim/native. Traffic goes only to 127.0.0.1. Needs root, containerd and wrk.
+# with wrk at 1 and 50 connections; prints req/s, p50 and p99, the ratios
+# shim/native and shim/serve, and whether the shim reaches `wasmtime serve`'s
+# req/s with a p99 no worse. Traffic goes only to 127.0.0.1. Needs root,
+# containerd and wrk.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/containerd-shim-wasmtime/target}
 DURATION=${1:-10}
 ROUNDS=${ROUNDS:-3}
+SERVE=${SERVE:-1}
+# The Wasmtime the shim links (shim/Cargo.toml), so the peer runs the same engine.
+WASMTIME_CLI_VERSION=48.0.8
+WASMTIME_CLI_DIR=/var/tmp/containerd-shim-wasmtime/tools/wasmtime-cli-$WASMTIME_CLI_VERSION
 
 . "$ROOT/tests/lib/containerd.sh"
 . "$ROOT/tests/lib/images.sh"
@@ -28,8 +38,10 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 
 WORK=$(mktemp -d /tmp/wasmtime-shim-bench.XXXXXX)
 NATIVE_PID=
+SERVE_PID=
 cleanup() {
     [ -n "$NATIVE_PID" ] && kill "$NATIVE_PID" 2>/dev/null || true
+    [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null || true
     containerd_down "$WORK/containerd" || true
     rm -rf "$WORK"
 }
@@ -51,11 +63,22 @@ wait_http() { # PORT: waits (bounded) until / answers 200
     return 1
 }
 
-echo "==> building the shim, wasm-oci, native-hello and the fixtures" >&2
-cargo build --release --locked -p containerd-shim-wasmtime -p wasm-oci -p native-hello >&2
+if [ "${SKIP_BUILD:-0}" = 1 ]; then
+    echo "==> reusing the built shim, wasm-oci and native-hello (SKIP_BUILD=1); building the fixtures" >&2
+else
+    echo "==> building the workspace (shim, wasm-oci, native-hello) and the fixtures" >&2
+    # The whole workspace, as tests/run.sh builds it: one feature set, so the
+    # dependencies it compiled are reused.
+    cargo build --release --locked --workspace >&2
+fi
 mkdir -p "$WORK/bin"
 cp "$CARGO_TARGET_DIR/release/containerd-shim-wasmtime-v1" "$WORK/bin/"
 bash "$ROOT/images/fixtures/build.sh" "$WORK/fixtures" >&2
+if [ "$SERVE" = 1 ] && [ ! -x "$WASMTIME_CLI_DIR/bin/wasmtime" ]; then
+    echo "==> building wasmtime-cli $WASMTIME_CLI_VERSION (serve) into $WASMTIME_CLI_DIR" >&2
+    cargo install --locked wasmtime-cli --version "$WASMTIME_CLI_VERSION" --no-default-features \
+        --features serve,run,component-model-async,cranelift,pooling-allocator,parallel-compilation,wat --root "$WASMTIME_CLI_DIR" >&2
+fi
 "$CARGO_TARGET_DIR/release/wasm-oci" build --module "$WORK/fixtures/http-hello.wasm" \
     --name localhost/bench/http-hello:latest -o "$WORK/http-hello.tar" >/dev/null
 
@@ -70,6 +93,17 @@ NATIVE_PORT=$(free_port)
 "$CARGO_TARGET_DIR/release/native-hello" "$NATIVE_PORT" 2>/dev/null &
 NATIVE_PID=$!
 wait_http "$NATIVE_PORT"
+SERVERS=(shim native)
+declare -A PORT=([shim]=$SHIM_PORT [native]=$NATIVE_PORT)
+if [ "$SERVE" = 1 ]; then
+    SERVE_PORT=$(free_port)
+    # -Scli: the component's wasi:cli imports (environment, stdio), as the shim grants.
+    "$WASMTIME_CLI_DIR/bin/wasmtime" serve -Scli --addr "127.0.0.1:$SERVE_PORT" "$WORK/fixtures/http-hello.wasm" >"$WORK/serve.log" 2>&1 &
+    SERVE_PID=$!
+    wait_http "$SERVE_PORT" || { cat "$WORK/serve.log" >&2; exit 1; }
+    SERVERS=(shim serve native)
+    PORT[serve]=$SERVE_PORT
+fi
 
 # wrk's latency lines ("50%  123.45us") in milliseconds.
 to_ms() {
@@ -96,8 +130,7 @@ measure() { # PORT CONNECTIONS -> "req/s p50_ms p99_ms"
 }
 
 echo "==> warming up (pool slots, caches)" >&2
-wrk -t 2 -c 50 -d 2s "http://127.0.0.1:$SHIM_PORT/" >/dev/null
-wrk -t 2 -c 50 -d 2s "http://127.0.0.1:$NATIVE_PORT/" >/dev/null
+for server in "${SERVERS[@]}"; do wrk -t 2 -c 50 -d 2s "http://127.0.0.1:${PORT[$server]}/" >/dev/null; done
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
@@ -105,24 +138,33 @@ echo "==> wrk, ${DURATION} s per measurement, $ROUNDS rounds; load average now: 
 declare -A results
 for conns in 1 50; do
     for round in $(seq 1 "$ROUNDS"); do
-        # Assignments first, so that a failed measurement stops the script (set -e).
-        shim=$(measure "$SHIM_PORT" "$conns")
-        native=$(measure "$NATIVE_PORT" "$conns")
-        echo "    $conns conns, round $round: shim $shim, native $native (req/s p50 p99)" >&2
-        results[shim,$conns]+="$shim"$'\n'
-        results[native,$conns]+="$native"$'\n'
+        line="    $conns conns, round $round (req/s p50 p99):"
+        for server in "${SERVERS[@]}"; do
+            # Assignment first, so that a failed measurement stops the script (set -e).
+            m=$(measure "${PORT[$server]}" "$conns")
+            results[$server,$conns]+="$m"$'\n'
+            line+=" $server $m;"
+        done
+        echo "$line" >&2
     done
 done
 
+col() { printf '%s' "${results[$1,$2]}" | awk -v c="$3" 'NF { print $c }' | median; } # SERVER CONNS COLUMN
 printf '\n%-12s %6s %10s %9s %9s\n' server conns "req/s" "p50 ms" "p99 ms"
 for conns in 1 50; do
-    for server in shim native; do
-        col() { printf '%s' "${results[$server,$conns]}" | awk -v c="$1" 'NF { print $c }' | median; }
-        printf '%-12s %6s %10s %9s %9s\n' "$server" "$conns" "$(col 1)" "$(col 2)" "$(col 3)"
-        [ "$server" = shim ] && s_rps=$(col 1) || n_rps=$(col 1)
+    for server in "${SERVERS[@]}"; do
+        printf '%-12s %6s %10s %9s %9s\n' "$server" "$conns" "$(col "$server" "$conns" 1)" "$(col "$server" "$conns" 2)" "$(col "$server" "$conns" 3)"
     done
-    awk -v s="$s_rps" -v n="$n_rps" -v c="$conns" 'BEGIN { printf "%-12s %6s %9.1f%%\n", "shim/native", c, 100 * s / n }'
-    [ "$conns" = 50 ] && ratio50=$(awk -v s="$s_rps" -v n="$n_rps" 'BEGIN { printf "%.1f", 100 * s / n }')
+    for peer in "${SERVERS[@]:1}"; do
+        awk -v s="$(col shim "$conns" 1)" -v n="$(col "$peer" "$conns" 1)" -v c="$conns" -v p="shim/$peer" 'BEGIN { printf "%-12s %6s %9.1f%%\n", p, c, 100 * s / n }'
+    done
 done
 echo
+ratio50=$(awk -v s="$(col shim 50 1)" -v n="$(col native 50 1)" 'BEGIN { printf "%.1f", 100 * s / n }')
 awk -v r="$ratio50" 'BEGIN { printf "goal_50_conns_ge_30pct_of_native %s (%s%%)\n", (r >= 30 ? "PASS" : "FAIL"), r }'
+if [ "$SERVE" = 1 ]; then
+    for conns in 1 50; do
+        awk -v s="$(col shim "$conns" 1)" -v w="$(col serve "$conns" 1)" -v sp="$(col shim "$conns" 3)" -v wp="$(col serve "$conns" 3)" -v c="$conns" \
+            'BEGIN { printf "goal_%s_conns_ge_wasmtime_serve %s (req/s %.1f%% of serve, p99 %s vs %s ms)\n", c, (s >= w && sp <= wp ? "PASS" : "FAIL"), 100 * s / w, sp, wp }'
+    done
+fi
