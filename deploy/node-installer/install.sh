@@ -41,6 +41,10 @@
 # put back and containerd restarted again. A re-run that changes nothing
 # checks the CRI plugin too.
 #
+# On containerd 2.x (config versions 3 and 4) it also sets the CRI images
+# plugin's use_local_image_pull = true: containerd 2.x's default pull path
+# fetches a wasi/wasm image the kubelet pulls but does not unpack it.
+#
 # Config versions 1, 2, 3 and 4 are known (4: containerd 2.3 and later, the
 # CRI keys as in 3); a later one is refused before anything is changed.
 #
@@ -286,6 +290,24 @@ else
             fi
         fi
     fi
+    # containerd 2.x: the CRI local pull, unless a file of the user's sets it
+    # true already. containerd's own default config writes it false, so a
+    # false is overridden (drop-in) or replaced (in place, kept for uninstall).
+    local_pull=0
+    if [ "$version" -ge 3 ]; then
+        set_true=""
+        for f in "${files[@]}"; do
+            [ "$f" != "$ours_dropin" ] || continue
+            v=$(toml value <(strip_our_blocks "$(hostpath "$f")") -v table="$IMAGES_KEY" -v key=use_local_image_pull)
+            [ "$v" != true ] || set_true=$f
+        done
+        if [ -n "$set_true" ]; then
+            log "config: $set_true already sets use_local_image_pull = true"
+        else
+            local_pull=1
+            log "config: turning on the CRI local pull (use_local_image_pull = true), so that CRI pulls of wasi/wasm images are unpacked"
+        fi
+    fi
     if [ -n "$dropin" ]; then
         # The main config's version: containerd migrates an older import to
         # it (and logs that it did, at every start), never a newer one down.
@@ -296,6 +318,10 @@ else
             echo ""
             echo "$header"
             printf '  runtime_type = "%s"\n' "$RUNTIME_TYPE"
+            if [ "$local_pull" = 1 ]; then
+                echo ""
+                local_pull_table
+            fi
             echo "$MARK_END"
         } >"$new"
     else
@@ -310,6 +336,10 @@ else
         [ ! -s "$new" ] || [ -z "$(tail -c 1 "$new")" ] || echo >>"$new"
         block=$(handler_block "$version" "$with_builtin")
         printf '\n%s\n' "$block" >>"$new"
+        if [ "$local_pull" = 1 ]; then
+            with_local_pull "$new" >"$body"
+            cp "$body" "$new"
+        fi
     fi
 
     before=$(mktemp)
@@ -351,6 +381,9 @@ else
             if [ -n "$dflt" ] && ! grep -qF -e "runtimes.$dflt]" -e "runtimes.\"$dflt\"]" -e "runtimes.'$dflt']" <<<"$dump"; then
                 put_back
                 die "with the new config containerd would have no runtime '$dflt' for default_runtime_name, and its CRI plugin would not load; $target was put back as it was (does $CONTAINERD_CONFIG define [..containerd.runtimes.$dflt]?)"
+            fi
+            if [ "$local_pull" = 1 ] && ! grep -Eq "^[[:space:]]*use_local_image_pull[[:space:]]*=[[:space:]]*true" <<<"$dump"; then
+                warn "containerd config dump does not show use_local_image_pull = true (another file sets it false?): the kubelet's pulls of wasi/wasm images will not be unpacked"
             fi
             if grep -Eq "runtimes\.[\"']?${HANDLER}[\"']?\]" <<<"$dump"; then
                 log "config: containerd reads the handler from the new config (default runtime '${dflt:-?}' defined)"

@@ -75,6 +75,7 @@ host_run() {
 #   top KEY   the raw value of a top-level key (before the first table)
 #   imports   each string of the top-level imports array, one a line
 #   value     (-v table=KEY -v key=NAME) the string value of NAME in that table
+#   keyline   (-v table=KEY -v key=NAME) the line number of NAME in that table
 TOML_AWK='
 function parse_key(s,    out, seg, q, c, i, n) {
     out = ""; seg = ""; q = ""; n = 0
@@ -126,6 +127,9 @@ mode == "top" && !intable && $0 ~ "^[ \t]*" name "[ \t]*=" {
 }
 mode == "value" && intable && current == table && $0 ~ "^[ \t]*\"?" key "\"?[ \t]*=" {
     v = $0; sub(/^[^=]*=/, "", v); print unquote(v); exit
+}
+mode == "keyline" && intable && current == table && $0 ~ "^[ \t]*\"?" key "\"?[ \t]*=" {
+    print NR; exit
 }
 '
 
@@ -222,6 +226,42 @@ handler_block() { # VERSION [WITH_BUILTIN]
     printf '%s\n' "$MARK_END"
 }
 
+# containerd 2.x's CRI pulls through its transfer service unpack only the
+# node's own platform, so a kubelet's pull of a wasi/wasm image is fetched but
+# never unpacked, and CreateContainer fails with "parent snapshot ... does not
+# exist". Its local pull (client.Pull) unpacks whatever it fetched, so the
+# installer turns that on for config versions 3 and 4.
+IMAGES_KEY=plugins/io.containerd.cri.v1.images
+LOCAL_PULL_COMMENT="# CRI pulls unpack wasi/wasm images only with the local pull (containerd 2.x)."
+LOCAL_PULL_LINE="  use_local_image_pull = true"
+local_pull_table() {
+    printf '%s\n%s\n%s\n' "$LOCAL_PULL_COMMENT" '[plugins."io.containerd.cri.v1.images"]' "$LOCAL_PULL_LINE"
+}
+
+# FILE's content with the local pull set in its CRI images table (TOML allows
+# a table once, and a key once in it): a line setting it otherwise is replaced
+# by our block, which keeps that line for uninstall.sh (RESTORE_PREFIX); else
+# our block goes right after the table's header; else the table is added at
+# the end.
+with_local_pull() { # FILE
+    local header key
+    key=$(toml keyline "$1" -v table="$IMAGES_KEY" -v key=use_local_image_pull)
+    # Reads to the end: under pipefail an early exit would SIGPIPE the reader.
+    header=$(toml headers "$1" | ${AWK:-awk} -F '\t' -v k="$IMAGES_KEY" '$2 == k && !seen { print $1; seen = 1 }')
+    if [ -n "$key" ] || [ -n "$header" ]; then
+        ${AWK:-awk} -v key="$key" -v n="$header" -v b="$MARK_BEGIN" -v e="$MARK_END" -v c="$LOCAL_PULL_COMMENT" \
+            -v l="$LOCAL_PULL_LINE" -v r="$RESTORE_PREFIX" '
+            function block(orig) { print b; print c; if (orig != "") print r orig; print l; print e }
+            key != "" && NR == key + 0 { block($0); next }
+            { print }
+            key == "" && NR == n + 0 { block("") }
+        ' "$1"
+    else
+        cat "$1"
+        printf '\n%s\n%s\n%s\n' "$MARK_BEGIN" "$(local_pull_table)" "$MARK_END"
+    fi
+}
+
 # The CRI default runtime's name in FILE (default_runtime_name), else runc.
 default_runtime_name() { # FILE VERSION
     local k v
@@ -297,10 +337,14 @@ other_handler_forms() { # FILE
 # FILE has a block between our markers.
 has_our_block() { grep -qxF "$MARK_BEGIN" "$1" 2>/dev/null; }
 
+# A line of FILE that our block replaced, kept inside the block after this.
+RESTORE_PREFIX="# replaced, uninstall.sh puts it back: "
+
 # Removes our marker blocks (and the blank line we put before each) from
-# FILE's content, printing the rest.
+# FILE's content, printing the rest, with the lines a block replaced.
 strip_our_blocks() { # FILE
-    ${AWK:-awk} -v b="$MARK_BEGIN" -v e="$MARK_END" '
+    ${AWK:-awk} -v b="$MARK_BEGIN" -v e="$MARK_END" -v r="$RESTORE_PREFIX" '
+        skip && index($0, r) == 1 { print substr($0, length(r) + 1); next }
         skip { if ($0 == e) skip = 0; next }
         $0 == b { held = 0; skip = 1; next }
         held { print ""; held = 0 }

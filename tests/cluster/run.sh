@@ -123,18 +123,9 @@ echo "pod checks took $((SECONDS - t_checks)) s"
 
 echo "==> the chat app (deploy/k8s/chat through a registry overlay)"
 t_chat=$SECONDS
-# The node's containerd must hold the Wasm images unpacked for wasi/wasm:
-# a CRI PullImage (what the kubelet sends) of a wasi/wasm image fetches it
-# but unpacks only the node's own platform (containerd 2.4's CRI passes
-# linux/amd64 to its transfer service), and the container then fails with
-# "parent snapshot ... does not exist". So pull them on the node first, as
-# `kind load` or a node's pre-pull would; MariaDB and Redis (linux/amd64)
-# are pulled by the kubelet itself.
-for s in session chat message user truncator gateway; do
-    CTR_NAMESPACE=k8s.io ctr_private "$CLUSTER/containerd" images pull --platform wasi/wasm \
-        --hosts-dir "$REGISTRY_HOSTS_DIR" "$REGISTRY/chat/$s:latest" >/dev/null 2>&1 ||
-        fail "chat: pulling $REGISTRY/chat/$s:latest for wasi/wasm on the node"
-done
+# The kubelet pulls every image itself, the six Wasm images included: the
+# node's containerd 2.x uses the CRI local pull (tests/lib/containerd.sh, as
+# the node installer sets it), which unpacks wasi/wasm images.
 if k apply -k "$WORK/chat-cluster" >"$WORK/chat-apply.log" 2>&1; then
     pass "chat: kubectl apply -k of the registry overlay"
     ip=$(k -n chat get service gateway -o jsonpath='{.spec.clusterIP}')

@@ -222,6 +222,8 @@ check "v3: uses the io.containerd.cri.v1.runtime plugin" grep -qF '[plugins."io.
 check "v3: handler runtime_type (TOML)" effective_is "$WT" 3 "$V3KEY" "$cfg"
 check "v3: runc's sandboxer kept (TOML)" effective_is podsandbox 3 plugins/io.containerd.cri.v1.runtime/containerd/runtimes/runc/sandboxer "$cfg"
 check "v3: backup of the original" same_file "$FIX/v3-default.toml" "$cfg.pre-wasmtime"
+check "v3: CRI local pull on, in the images table (TOML)" effective_is true 3 plugins/io.containerd.cri.v1.images/use_local_image_pull "$cfg"
+check "v3: images table keeps its snapshotter (TOML)" effective_is overlayfs 3 plugins/io.containerd.cri.v1.images/snapshotter "$cfg"
 before=$(sha "$cfg")
 run_install "$r"
 check "v3: re-run changes nothing" bash -c "[ $RC = 0 ] && [ '$before' = '$(sha "$cfg")' ]"
@@ -241,6 +243,8 @@ check "v3 imports: main config untouched" same_file "$FIX/v3-imports.toml" "$cfg
 check "v3 imports: no backup needed" test ! -e "$cfg.pre-wasmtime"
 check "v3 imports: drop-in declares version 3" grep -qx 'version = 3' "$dropin"
 check "v3 imports: merged config has the handler (TOML)" effective_is "$WT" 3 "$V3KEY" "$cfg" "$r/etc/containerd/conf.d/10-registry.toml" "$dropin"
+check "v3 imports: CRI local pull on, in the drop-in" grep -qx '  use_local_image_pull = true' "$dropin"
+check "v3 imports: CRI local pull on in the merged config (TOML)" effective_is true 3 plugins/io.containerd.cri.v1.images/use_local_image_pull "$cfg" "$r/etc/containerd/conf.d/10-registry.toml" "$dropin"
 check "v3 imports: merged config keeps SystemdCgroup (TOML)" effective_is true 3 plugins/io.containerd.cri.v1.runtime/containerd/runtimes/runc/options/SystemdCgroup "$cfg" "$r/etc/containerd/conf.d/10-registry.toml" "$dropin"
 before=$(sha "$cfg" "$dropin")
 run_install "$r"
@@ -268,6 +272,8 @@ check "v4: drop-in declares version 4 (the main config's)" grep -qx 'version = 4
 check "v4: drop-in has the handler table under io.containerd.cri.v1.runtime" grep -qxF "$V4HDR" "$dropin"
 check "v4: one handler over all files" one_handler wasmtime "$cfg" "$dropin"
 check "v4: merged config has the handler (TOML)" effective_is "$WT" 4 "$V3KEY" "$cfg" "$dropin"
+check "v4: the drop-in overrides containerd's use_local_image_pull = false (TOML)" effective_is true 4 plugins/io.containerd.cri.v1.images/use_local_image_pull "$cfg" "$dropin"
+check "v4: containerd 2.x config dump: use_local_image_pull = true" dump2_has "$(with_imports_in "$r" "$cfg")" 'use_local_image_pull = true'
 check "v4: merged config keeps runc's SystemdCgroup = false (TOML)" effective_is false 4 plugins/io.containerd.cri.v1.runtime/containerd/runtimes/runc/options/SystemdCgroup "$cfg" "$dropin"
 check "v4: containerd 2.x config dump: version 4, handler and runc, no migration of the drop-in" dump2_has "$(with_imports_in "$r" "$cfg")" \
     'version = 4' "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wasmtime]" "runtime_type = 'io.containerd.wasmtime.v1'" \
@@ -293,7 +299,9 @@ run_install "$r" --mode inplace
 check "v4 --mode inplace: install succeeds" rc_is 0
 check "v4 --mode inplace: the handler table in config.toml, under io.containerd.cri.v1.runtime" bash -c "grep -qxF '$V4HDR' '$cfg' && [ ! -e '$r/etc/containerd/conf.d/wasmtime.toml' ]"
 check "v4 --mode inplace: exactly one handler table" one_handler wasmtime "$cfg"
-check "v4 --mode inplace: original content untouched, block appended" bash -c "head -c $(wc -c <"$FIX/v4-default.toml") '$cfg' | cmp - '$FIX/v4-default.toml'"
+check "v4 --mode inplace: without our blocks, the original byte for byte" bash -c ". '$ROOT/deploy/node-installer/lib.sh' && strip_our_blocks '$cfg' | cmp - '$FIX/v4-default.toml'"
+check "v4 --mode inplace: containerd's use_local_image_pull = false replaced, kept in our block" bash -c "grep -qxF '# replaced, uninstall.sh puts it back:     use_local_image_pull = false' '$cfg' && [ \$(grep -c '^ *use_local_image_pull' '$cfg') = 1 ]"
+check "v4 --mode inplace: CRI local pull on (TOML)" effective_is true 4 plugins/io.containerd.cri.v1.images/use_local_image_pull "$cfg"
 check "v4 --mode inplace: no runc written (containerd 2.x keeps its own)" test "$(grep -c 'runtimes.runc\]' "$cfg")" = 1
 check "v4 --mode inplace: backup of the original" same_file "$FIX/v4-default.toml" "$cfg.pre-wasmtime"
 check "v4 --mode inplace: handler runtime_type (TOML)" effective_is "$WT" 4 "$V3KEY" "$cfg"

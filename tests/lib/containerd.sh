@@ -178,6 +178,11 @@ CONF
     cat <<CONF
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"
+  # CRI pulls through the transfer service unpack only the host's platform
+  # (whatever unpack_config says), so a kubelet's pull of a wasi/wasm image
+  # would leave it without a snapshot: "parent snapshot ... does not exist".
+  # The local pull unpacks every platform it fetched.
+  use_local_image_pull = true
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "localhost/test/pause:latest"
 CONF

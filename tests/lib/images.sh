@@ -59,6 +59,11 @@ build_test_images() {
         "$tool" build --module "$3" --format "$4" --name "localhost/test/$1:$2" -o "$out/registry/$1@$2.tar" >/dev/null
     }
     artifact hello artifact "$fx/hello.wasm" artifact
+    # An ordinary image (layer tar, platform wasi/wasm) that is only ever in
+    # the registry, with a module no other image has: no layer of it is on
+    # a node until a CRI PullImage unpacks it (tests/tests/kubernetes.rs).
+    sed "s|(data (i32.const 16)|(data (i32.const 64) \"registry-only $$-$RANDOM\")\n  &|" "$fx/hello.wat" >"$fx/registry-only.wat"
+    artifact registry-only image "$fx/registry-only.wat" image
     artifact http-hello artifact "$fx/http-hello.wasm" artifact
     artifact hello legacy "$fx/hello.wasm" artifact-legacy
     artifact probe-p2 legacy "$fx/probe-p2.wasm" artifact-legacy

@@ -123,6 +123,23 @@ fn cri_pull_resolves_the_registry_through_its_hosts_toml() {
     assert!(err.message().contains("not found"), "{err}");
 }
 
+#[test]
+fn cri_pull_unpacks_a_wasm_image_the_node_has_never_seen() {
+    // What a kubelet does for `image:` on a fresh node: PullImage, then
+    // CreateContainer on its snapshot. The image's layers exist nowhere
+    // but in the registry, so only PullImage can have unpacked them (a
+    // pull that fetched without unpacking fails CreateContainer with
+    // "parent snapshot ... does not exist").
+    let reference = format!("{}/test/registry-only:image", registry());
+    let mut pod = Pod::run("pull-unpack");
+    let hello = pod.start("hello", &reference, &["/registry-only.wat"]);
+    let status = pod.cri.wait_exited(&hello, Duration::from_secs(30));
+    assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"), "{status:?}");
+    let log = pod.log("hello");
+    assert!(log.contains(" stdout F hello from wat"), "{log:?}");
+    pod.remove();
+}
+
 /// containerd before 1.6.25 / 1.7.7 cannot unpack a Wasm artifact: there,
 /// checks that PullImage is refused and says so (true); elsewhere false.
 fn refused_by_old_containerd(reference: &str) -> bool {
