@@ -9,7 +9,8 @@
 # ROUNDS (default 3): measurements per server and connection count, the
 # servers taking turns, so that a slow spell of the machine hits all; the
 # summary gives the median of each. SKIP_BUILD=1 reuses the release binaries.
-# SERVE=0 leaves out `wasmtime serve`
+# SERVE=0 leaves out `wasmtime serve`. PROFILE=1 adds a perf profile of the
+# shim at 50 connections (see the end).
 # (wasmtime-cli is built once from crates.io, pinned, into
 # /var/tmp/containerd-shim-wasmtime/tools).
 #
@@ -167,4 +168,37 @@ if [ "$SERVE" = 1 ]; then
         awk -v s="$(col shim "$conns" 1)" -v w="$(col serve "$conns" 1)" -v sp="$(col shim "$conns" 3)" -v wp="$(col serve "$conns" 3)" -v c="$conns" \
             'BEGIN { printf "goal_%s_conns_ge_wasmtime_serve %s (req/s %.1f%% of serve, p99 %s vs %s ms)\n", c, (s >= w && sp <= wp ? "PASS" : "FAIL"), 100 * s / w, sp, wp }'
     done
+fi
+
+# PROFILE=1: where the shim's CPU goes at 50 connections — perf samples
+# (cpu-clock, call graphs) of the shim process for PROFILE_SECONDS (10) while
+# wrk loads it, shares by binary (kernel, the shim with Wasmtime and its WASI
+# host, the component's compiled code mapped from the compile cache, libc)
+# and the hottest symbols; perf.data and profile.txt in PROFILE_DIR.
+if [ "${PROFILE:-0}" = 1 ]; then
+    command -v perf >/dev/null || { echo "PROFILE=1: perf is missing (apt-get install linux-perf)" >&2; exit 1; }
+    PROFILE_DIR=${PROFILE_DIR:-/tmp/bench-http-profile}
+    PROFILE_SECONDS=${PROFILE_SECONDS:-10}
+    mkdir -p "$PROFILE_DIR"
+    shim_pid=$(ctr_private "$WORK/containerd" tasks ls | awk '$1 == "bench-http" { print $2 }')
+    [ -n "$shim_pid" ] || { echo "PROFILE=1: no task bench-http" >&2; exit 1; }
+    echo "==> profiling the shim (pid $shim_pid) at 50 connections for $PROFILE_SECONDS s" >&2
+    wrk -t 2 -c 50 -d "$((PROFILE_SECONDS + 4))s" "http://127.0.0.1:$SHIM_PORT/" >"$PROFILE_DIR/wrk.txt" &
+    load_pid=$!
+    sleep 2
+    perf record -q -F 499 -g -e cpu-clock -p "$shim_pid" -o "$PROFILE_DIR/perf.data" -- sleep "$PROFILE_SECONDS" 2>"$PROFILE_DIR/perf-record.log"
+    wait "$load_pid"
+    report() { perf report -i "$PROFILE_DIR/perf.data" --stdio --no-children -g none --percent-limit "$@" 2>/dev/null | grep -v '^#' | grep -v '^$' || true; }
+    {
+        echo "load: $(awk '/^Requests\/sec:/ {print $2}' "$PROFILE_DIR/wrk.txt") req/s over $((PROFILE_SECONDS + 4)) s; samples of the shim, pid $shim_pid"
+        echo
+        echo "== samples per thread"
+        report 1 --sort comm
+        echo
+        echo "== samples per binary (*.cwasm: the component's compiled code)"
+        report 0.5 --sort dso
+        echo
+        echo "== hottest symbols"
+        report 0.7 --sort dso,sym | cut -c1-200 | head -n 40
+    } | tee "$PROFILE_DIR/profile.txt"
 fi

@@ -20,6 +20,7 @@
 #          messages, CONNS clients for DURATION s (an answer is the latest
 #          500 of them: the service's list limit); not node-early, whose
 #          GET is node's
+# SCENARIOS (default "seq conc read") picks some of them.
 # Per run: req/s, latency p50/p90/p99/max (wrk), CPU seconds and peak RSS
 # (VmHWM, reset before the run) of the server processes (the shims serving
 # the gateway and message containers, node) and of MariaDB, and for POSTs
@@ -43,6 +44,7 @@ SEQ_COUNT=${SEQ_COUNT:-10000}
 CONNS=${CONNS:-100}
 DURATION=${DURATION:-10}
 READ_MESSAGES=${READ_MESSAGES:-1000}
+SCENARIOS=${SCENARIOS:-seq conc read}
 NODE_PORT=${NODE_PORT:-38093}
 NODE_EARLY_PORT=${NODE_EARLY_PORT:-38094}
 VENV=${BENCH_VENV:-/var/tmp/containerd-shim-wasmtime/bench-venv}
@@ -239,7 +241,7 @@ main() {
     log "$ROUNDS rounds: seq $SEQ_COUNT POSTs, conc $CONNS clients x ${DURATION} s, read of $READ_MESSAGES messages; load average now: $LOAD_START"
     local round scenario i k
     for round in $(seq 1 "$ROUNDS"); do
-        for scenario in seq conc read; do
+        for scenario in $SCENARIOS; do
             for i in 0 1 2 3; do
                 k=$(((i + round - 1) % 4))
                 # node-early reads exactly as node does: nothing to learn.
