@@ -65,12 +65,10 @@ fn guest_thread(launch: Launch, started: oneshot::Sender<Result<()>>, exit: ones
         let _ = started.send(Err(e));
         return;
     }
-    // A wasi:http server runs requests on every core; a command is one thread.
-    let rt = match &launch.prepared {
-        Prepared::Http(_) => http::runtime(&launch.id),
-        _ => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-    };
-    let rt = match rt {
+    // One thread for a command; a wasi:http server accepts here and starts
+    // its per-core worker threads from this thread (http::serve), so they
+    // share its namespaces and cgroup.
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = started.send(Err(anyhow::Error::from(e).context("guest runtime")));

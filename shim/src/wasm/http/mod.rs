@@ -30,6 +30,7 @@ pub mod outbound;
 mod output;
 mod server;
 mod watchdog;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use self::busy::Busy;
 use self::output::Output;
 use self::server::{connection, HttpHost, Server};
 use self::watchdog::{Deadline, Watchdog};
+use self::workers::Workers;
 use super::imports::link_component;
 use super::pool::POOL_INSTANCES;
 use super::store::Interrupt;
@@ -83,21 +85,6 @@ pub fn prepare(component: &Component, caps: &Capabilities) -> Result<HttpPlan> {
     Ok(HttpPlan { pre, settings })
 }
 
-/// The runtime of one HTTP container. Built on the guest thread after it
-/// entered the container's network namespace, so its worker threads (and
-/// their blocking-pool threads) are created in it too: new threads inherit
-/// the creating thread's namespaces. A container of its own rather than the
-/// shim's runtime, because sockets must live in that namespace; several
-/// workers rather than the current-thread runtime CLI guests use, because
-/// requests run guest code and should use every core the shim may.
-pub fn runtime(id: &str) -> std::io::Result<tokio::runtime::Runtime> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name(format!("wasm-{}", id.chars().take(10).collect::<String>()))
-        .enable_all()
-        .build()
-}
 
 /// What `serve` needs: the plan from Create and the container's parts.
 pub struct Serve {
@@ -167,8 +154,20 @@ pub async fn serve(serve: Serve, started: oneshot::Sender<Result<()>>) -> Option
         let _ = started.send(Err(anyhow::Error::from(e).context("instantiate component")));
         return None;
     }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let workers = match Workers::start(&format!("wasm-{}", id.chars().take(10).collect::<String>()), threads) {
+        Ok(w) => w,
+        Err(e) => {
+            watchdog.stop();
+            let _ = started.send(Err(anyhow::Error::from(e).context("start the worker threads")));
+            return None;
+        }
+    };
     let _ = started.send(Ok(()));
-    log::info!("container {id}: serving wasi:http on {addr} (request timeout {:?})", plan.settings.timeout);
+    log::info!(
+        "container {id}: serving wasi:http on {addr} with {threads} worker threads (request timeout {:?})",
+        plan.settings.timeout
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let signal = loop {
@@ -176,7 +175,10 @@ pub async fn serve(serve: Serve, started: oneshot::Sender<Result<()>>) -> Option
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let busy = server.busy.enter();
-                    tokio::spawn(connection(server.clone(), stream, stop_rx.clone(), busy));
+                    let (server, stop) = (server.clone(), stop_rx.clone());
+                    if let Err(e) = workers.serve(stream, move |stream| connection(server, stream, stop, busy)) {
+                        log::warn!("container {id}: handing a connection to a worker: {e}");
+                    }
                 }
                 Err(e) => {
                     // Out of descriptors or memory: back off instead of spinning.
