@@ -51,19 +51,7 @@ _cluster_start() { # DIR NAME PROGRAM ARGS...
 }
 
 # Stops NAME by its recorded PID: TERM, up to 10 s, then KILL.
-_cluster_stop() { # DIR NAME
-    local f=$1/pids/$2 pid i
-    [ -f "$f" ] || return 0
-    pid=$(cat "$f")
-    if kill "$pid" 2>/dev/null; then
-        for i in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$f"
-}
+_cluster_stop() { stop_pid_file "$1/pids/$2" 10; } # DIR NAME
 
 # Polls COMMAND until it succeeds, at most SECONDS; on failure prints the
 # tail of LOG.

@@ -75,7 +75,7 @@ our_shims() {
 }
 
 dockerd_down() {
-    local pid i
+    local pid
     [ -f "$WORK/docker/dockerd.pid" ] || return 0
     pid=$(cat "$WORK/docker/dockerd.pid")
     if kill -0 "$pid" 2>/dev/null; then
@@ -85,14 +85,8 @@ dockerd_down() {
         ids=$(dkt 30 ps -aq 2>/dev/null) || ids=
         # shellcheck disable=SC2086 # one word per id
         [ -z "$ids" ] || dkt 60 rm -f $ids >/dev/null 2>&1 || true
-        kill "$pid" 2>/dev/null || true
-        for i in $(seq 1 150); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
     fi
-    rm -f "$WORK/docker/dockerd.pid"
+    stop_pid_file "$WORK/docker/dockerd.pid" 15
 }
 
 cleanup() {

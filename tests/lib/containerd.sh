@@ -23,6 +23,8 @@
 # REGISTRY_HOSTS_DIR is set, the CRI registry config_path points there
 # (a hosts.toml per registry host, e.g. for a plain-HTTP loopback registry).
 
+. "$(dirname "${BASH_SOURCE[0]}")/pidfile.sh"
+
 CNI_BRIDGE=${CNI_BRIDGE:-wasmtime-e2e0}
 CNI_SUBNET=${CNI_SUBNET:-10.213.0.0/24}
 
@@ -279,7 +281,7 @@ ctr_private() {
 }
 
 containerd_down() {
-    local dir=$1 pid bridge=$CNI_BRIDGE
+    local dir=$1 bridge=$CNI_BRIDGE
     [ -d "$dir" ] || return 0
     [ -f "$dir/cni-bridge" ] && bridge=$(cat "$dir/cni-bridge")
     # Remove leftover tasks and containers first: shims outlive containerd.
@@ -298,18 +300,7 @@ containerd_down() {
             done
         done
     fi
-    if [ -f "$dir/containerd.pid" ]; then
-        pid=$(cat "$dir/containerd.pid")
-        if kill "$pid" 2>/dev/null; then
-            local i
-            for i in $(seq 1 50); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-        rm -f "$dir/containerd.pid"
-    fi
+    stop_pid_file "$dir/containerd.pid" 5
     ip link delete "$bridge" 2>/dev/null || true
     # Unmount anything left under the directory, deepest first.
     local m

@@ -14,6 +14,8 @@
 #
 # With REGISTRY_HTPASSWD=FILE (bcrypt entries) the registry asks for basic auth.
 
+. "$(dirname "${BASH_SOURCE[0]}")/pidfile.sh"
+
 registry_ensure_installed() {
     command -v docker-registry >/dev/null 2>&1 && return 0
     echo "==> apt-get install docker-registry" >&2
@@ -96,19 +98,7 @@ registry_address() {
     cat "$1/address"
 }
 
-registry_down() {
-    local dir=$1 pid i
-    [ -f "$dir/registry.pid" ] || return 0
-    pid=$(cat "$dir/registry.pid")
-    if kill "$pid" 2>/dev/null; then
-        for i in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$dir/registry.pid"
-}
+registry_down() { stop_pid_file "$1/registry.pid" 5; }
 
 registry_hosts_dir() {
     local dir=$1 addr
