@@ -1,14 +1,14 @@
-//! Connections and requests in flight, counted so that a drain can wait
-//! for the last one.
+//! Work in flight, counted so that a drain can wait for the last of it: a
+//! wasi:http server's connections and requests, the task service's RPCs.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-/// Counts connections and requests in flight; the drain waits for zero.
+/// Counts work in flight; a drain waits for zero.
 #[derive(Clone, Default)]
-pub(super) struct Busy(Arc<BusyState>);
+pub struct Busy(Arc<BusyState>);
 
 #[derive(Default)]
 struct BusyState {
@@ -16,15 +16,15 @@ struct BusyState {
     idle: Notify,
 }
 
-pub(super) struct BusyGuard(Arc<BusyState>);
+pub struct BusyGuard(Arc<BusyState>);
 
 impl Busy {
-    pub(super) fn enter(&self) -> BusyGuard {
+    pub fn enter(&self) -> BusyGuard {
         self.0.count.fetch_add(1, Ordering::SeqCst);
         BusyGuard(self.0.clone())
     }
 
-    pub(super) async fn idle(&self) {
+    pub async fn idle(&self) {
         loop {
             let notified = self.0.idle.notified();
             tokio::pin!(notified);

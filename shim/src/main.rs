@@ -8,6 +8,7 @@
 //! - `host`: the node — bundle and entrypoint, containerd's content store,
 //!   cgroups, network namespaces, stdio.
 
+mod busy;
 mod container;
 mod error;
 mod host;

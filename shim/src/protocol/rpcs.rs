@@ -5,32 +5,28 @@
 //! if the shim exited at once. So Shutdown first lets such calls answer.
 //! Every RPC also counts as activity for the idle trim.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::busy::{Busy, BusyGuard};
+
 pub struct InFlight {
-    count: AtomicUsize,
-    drained: Notify,
+    busy: Busy,
     /// Signalled by every RPC; the shim trims itself once they stop.
     activity: Arc<Notify>,
 }
 
-/// Held while one RPC is served.
-pub struct Serving<'a>(&'a InFlight);
-
 impl InFlight {
     pub fn new(activity: Arc<Notify>) -> Self {
-        Self { count: AtomicUsize::new(0), drained: Notify::new(), activity }
+        Self { busy: Busy::default(), activity }
     }
 
     /// An RPC starts; it ends when the guard is dropped.
-    pub fn serve(&self) -> Serving<'_> {
+    pub fn serve(&self) -> BusyGuard {
         self.touch();
-        self.count.fetch_add(1, Ordering::SeqCst);
-        Serving(self)
+        self.busy.enter()
     }
 
     /// Activity without an RPC to wait for (Shutdown itself).
@@ -41,27 +37,7 @@ impl InFlight {
     /// Waits until no RPC is being served, at most `limit`; false if some
     /// still were then.
     pub async fn drained(&self, limit: Duration) -> bool {
-        let wait = async {
-            loop {
-                let notified = self.drained.notified();
-                tokio::pin!(notified);
-                // Registered before the check, so a drop in between is not missed.
-                notified.as_mut().enable();
-                if self.count.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        tokio::time::timeout(limit, wait).await.is_ok()
-    }
-}
-
-impl Drop for Serving<'_> {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.drained.notify_waiters();
-        }
+        tokio::time::timeout(limit, self.busy.idle()).await.is_ok()
     }
 }
 

@@ -25,7 +25,6 @@
 //! (`HTTP-request-denied`). wasi:sockets is linked as for CLI components.
 
 mod body;
-mod busy;
 pub mod outbound;
 mod output;
 mod server;
@@ -42,7 +41,7 @@ use tokio::sync::{oneshot, watch, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use self::busy::Busy;
+use crate::busy::Busy;
 use self::output::Output;
 use self::server::{connection, HttpHost, Server};
 use self::watchdog::{Deadline, Watchdog};

@@ -25,7 +25,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::body::with_first_frame;
-use super::busy::{Busy, BusyGuard};
+use crate::busy::{Busy, BusyGuard};
 use super::outbound::Outbound;
 use super::output::Output;
 use super::watchdog::{Deadline, Watchdog};
