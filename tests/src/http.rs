@@ -101,7 +101,8 @@ impl Served {
         let id = unique("http");
         let port = free_port();
         let env = format!("WASI_HTTP_PORT={port}");
-        let mut opts = vec!["--net-host", "--env", env.as_str()];
+        // Loopback only: the container is on the host's network.
+        let mut opts = vec!["--net-host", "--env", env.as_str(), "--env", "WASI_HTTP_ADDR=127.0.0.1"];
         opts.extend_from_slice(extra);
         let out = run_detached(&opts, image_name, &id, &[]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -132,6 +133,54 @@ pub fn upstream_once(body: &'static str) -> (u16, std::thread::JoinHandle<String
         let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
         s.write_all(reply.as_bytes()).unwrap();
         String::from_utf8_lossy(&head).into_owned()
+    });
+    (port, server)
+}
+
+/// A keep-alive HTTP/1.1 server on 127.0.0.1 answering `body` to each GET.
+/// It serves up to `connections` connections, one after another, each until
+/// the client has been quiet for 2 s (or, with `close_after_one`, right after
+/// its first answer, like a server closing an idle connection); it waits at
+/// most 10 s for each. The join handle yields the answers per connection.
+pub fn upstream_keepalive(body: &'static str, connections: usize, close_after_one: bool) -> (u16, std::thread::JoinHandle<Vec<usize>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut answered = Vec::new();
+        for _ in 0..connections {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let mut s = loop {
+                match listener.accept() {
+                    Ok((s, _)) => break s,
+                    Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                    Err(_) => return answered,
+                }
+            };
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut count = 0;
+            loop {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                if !head.ends_with(b"\r\n\r\n") {
+                    break;
+                }
+                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                if s.write_all(reply.as_bytes()).is_err() {
+                    break;
+                }
+                count += 1;
+                if close_after_one {
+                    break;
+                }
+            }
+            answered.push(count);
+        }
+        answered
     });
     (port, server)
 }

@@ -115,6 +115,39 @@ fn http_outbound_plain_http_reaches_loopback() {
 }
 
 #[test]
+fn http_outbound_connections_are_kept_alive_and_reused() {
+    let (upstream_port, server) = e2e::http::upstream_keepalive("pooled\n", 2, false);
+    let served = Served::start("http-hello", &[]);
+    // One client connection: its requests run on one worker, whose pool
+    // holds the upstream connection between them.
+    let mut client = Client::connect(served.port).unwrap();
+    for i in 0..5 {
+        let (status, body) = client.get(&format!("/fetch?port={upstream_port}")).unwrap();
+        assert_eq!((status, body.as_str()), (200, "upstream 200\npooled\n"), "request {i}");
+    }
+    assert_eq!(server.join().unwrap(), vec![5], "all five requests on one upstream connection");
+}
+
+#[test]
+fn http_outbound_survives_an_upstream_closing_its_idle_connection() {
+    let (upstream_port, server) = e2e::http::upstream_keepalive("fresh\n", 3, true);
+    let served = Served::start("http-hello", &[]);
+    let mut client = Client::connect(served.port).unwrap();
+    for i in 0..3 {
+        // The upstream closed the last connection after its answer: the
+        // pooled one is stale, and the request goes out on a new one.
+        std::thread::sleep(Duration::from_millis(200));
+        let (status, body) = client.get(&format!("/fetch?port={upstream_port}")).unwrap();
+        assert_eq!((status, body.as_str()), (200, "upstream 200\nfresh\n"), "request {i}");
+    }
+    assert_eq!(server.join().unwrap(), vec![1, 1, 1]);
+    // Nobody listens there any more: refused, reported to the guest.
+    let (status, body) = client.get(&format!("/fetch?port={upstream_port}")).unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("ConnectionRefused"), "{body}");
+}
+
+#[test]
 fn http_handler_uses_wasi_sockets_on_loopback() {
     let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream_port = upstream.local_addr().unwrap().port();
@@ -177,6 +210,11 @@ fn http_invalid_port_fails_create_naming_the_variable() {
     let out = run(&["--net-host", "--env", "WASI_HTTP_PORT=eighty"], "http-hello", &id, &[]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("WASI_HTTP_PORT=\"eighty\""), "{}", stderr(&out));
+    let _ = ctr(&["containers", "delete", &id]);
+    let id = unique("http-bad-addr");
+    let out = run(&["--net-host", "--env", "WASI_HTTP_ADDR=localhost"], "http-hello", &id, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("WASI_HTTP_ADDR=\"localhost\" is not an IP address"), "{}", stderr(&out));
     let _ = ctr(&["containers", "delete", &id]);
 }
 

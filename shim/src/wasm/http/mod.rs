@@ -5,9 +5,12 @@
 //!
 //! Settings, from the container's environment (`process.env`; parsed by
 //! `shim_input::settings`):
-//! - `WASI_HTTP_PORT`: the TCP port to listen on, on every IPv4 address of the
-//!   container's network namespace (default 8080). Not a port number 1–65535:
-//!   Create fails, naming the variable.
+//! - `WASI_HTTP_PORT`: the TCP port to listen on (default 8080). Not a port
+//!   number 1–65535: Create fails, naming the variable.
+//! - `WASI_HTTP_ADDR`: the address to listen on (default 0.0.0.0, every IPv4
+//!   address of the container's network namespace); e.g. 127.0.0.1 for a
+//!   container on the host's network that only local clients may reach. Not
+//!   an IP address: Create fails, naming the variable.
 //! - `WASI_HTTP_TIMEOUT_MS`: how long one request may run, from its arrival
 //!   until the handler returns (default 30000). A request over it is cut off
 //!   and answered 503; others are unaffected. Not a whole number of
@@ -21,7 +24,8 @@
 //! A client gets 30 s to send a request head; an idle kept-alive connection
 //! is closed after as long.
 //! Outbound `wasi:http/outgoing-handler` requests are sent over plain HTTP
-//! from the container's network namespace; `https` is refused
+//! from the container's network namespace, on keep-alive connections kept
+//! for the next request (see `outbound`); `https` is refused
 //! (`HTTP-request-denied`). wasi:sockets is linked as for CLI components.
 
 mod body;
@@ -61,7 +65,7 @@ pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request slots, shim-wide, matching the pool (see `pool::POOL_INSTANCES`).
 pub(super) static SLOTS: Semaphore = Semaphore::const_new(POOL_INSTANCES as usize);
 
-pub use shim_input::settings::{HttpSettings as Settings, PORT_ENV, TIMEOUT_ENV};
+pub use shim_input::settings::{HttpSettings as Settings, ADDR_ENV, PORT_ENV, TIMEOUT_ENV};
 
 /// A proxy component linked and checked at Create, with its settings.
 #[derive(Clone)]
@@ -99,11 +103,11 @@ pub struct Serve {
 /// `started`).
 pub async fn serve(serve: Serve, started: oneshot::Sender<Result<()>>) -> Option<u32> {
     let Serve { id, plan, caps, stdio, interrupt } = serve;
-    let addr = SocketAddr::from(([0, 0, 0, 0], plan.settings.port));
+    let addr = SocketAddr::new(plan.settings.addr, plan.settings.port);
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
-            let _ = started.send(Err(anyhow::Error::from(e).context(format!("listen on {addr} ({PORT_ENV})"))));
+            let _ = started.send(Err(anyhow::Error::from(e).context(format!("listen on {addr} ({ADDR_ENV}, {PORT_ENV})"))));
             return None;
         }
     };
