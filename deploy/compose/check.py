@@ -55,6 +55,13 @@ def load(path):
         return yaml.load(interpolate(text), Loader=OverrideLoader)
 
 
+def listen_port(env):
+    """The port a Wasm service listens on: LISTEN_PORT for the socket
+    servers, WASI_HTTP_PORT for a wasi:http component (the shim serves it)."""
+    port = env.get("LISTEN_PORT") or env.get("WASI_HTTP_PORT")
+    return int(port) if port else None
+
+
 def check_overrides(services, errors):
     for name in ("compose.registry.yaml", "compose.hostnet.yaml"):
         over = load(os.path.join(HERE, name))["services"]
@@ -67,9 +74,9 @@ def check_overrides(services, errors):
         for svc, o in over.items():
             if o.get("network_mode") != "host":
                 errors.append(f"{name}: {svc} is not on the host network")
-            env = o.get("environment", {})
-            if "LISTEN_PORT" in env:
-                ports[int(env["LISTEN_PORT"])] = svc
+            port = listen_port(o.get("environment", {}))
+            if port:
+                ports[port] = svc
         for svc, o in over.items():
             for key, value in o.get("environment", {}).items():
                 for m in re.finditer(r"http://([0-9.]+):(\d+)", str(value)):
@@ -99,8 +106,8 @@ def main():
     for name, svc in services.items():
         env = svc.get("environment", {})
         ip = svc.get("networks", {}).get("chat", {}).get("ipv4_address")
-        if "LISTEN_PORT" in env:
-            listens[(ip, int(env["LISTEN_PORT"]))] = name
+        if listen_port(env):
+            listens[(ip, listen_port(env))] = name
         elif svc.get("image", "").startswith("mysql"):
             listens[(ip, 3306)] = name
         elif svc.get("image", "").startswith("redis"):

@@ -321,10 +321,12 @@ chat_checks_run() { # GATEWAY_URL
     else
         fail "chat: smoke.sh through $url" "$(grep FAIL "$WORK/smoke.log" | head -20; tail -n 1 "$WORK/smoke.log")"
     fi
-    log=$(k -n chat logs deployment/gateway --tail=200 2>&1)
-    grep -q 'listening on' <<<"$log" && grep -q 'database .* ready\|-> session service' <<<"$log" &&
-        pass "chat: kubectl logs shows the gateway's (Wasm) output" ||
-        fail "chat: kubectl logs of the gateway" "$(head -5 <<<"$log")"
+    # The message service (a wasi:cli server) logs at start; the gateway, a
+    # wasi:http component, only when something fails.
+    log=$(k -n chat logs deployment/message --tail=200 2>&1)
+    grep -q 'listening on' <<<"$log" && grep -q 'database .* ready' <<<"$log" &&
+        pass "chat: kubectl logs shows the message service's (Wasm) output" ||
+        fail "chat: kubectl logs of the message service" "$(head -5 <<<"$log")"
     local sandboxes
     sandboxes=$(node_crictl pods --namespace chat -q)
     if k delete namespace chat --timeout=300s >/dev/null; then

@@ -303,6 +303,9 @@ chat_start() { # NAME
     redis="redis://127.0.0.1:$CHAT_REDIS_PORT/0"
     local wasm=(--runtime io.containerd.wasmtime.v1 --platform wasi/wasm
         --env LISTEN_ADDR=127.0.0.1 --env "LISTEN_PORT=$(chat_port_of "$name")" --env "LOG_LEVEL=$CHAT_LOG_LEVEL")
+    # The gateway is a wasi:http component: the shim serves it on WASI_HTTP_*.
+    local http=(--runtime io.containerd.wasmtime.v1 --platform wasi/wasm
+        --env WASI_HTTP_ADDR=127.0.0.1 --env "WASI_HTTP_PORT=$(chat_port_of "$name")")
     case $name in
         mariadb)
             mkdir -p "$CHAT_VOLUMES/mariadb"
@@ -328,7 +331,7 @@ chat_start() { # NAME
                 --env "TRUNCATOR_ENABLED=$CHAT_TRUNCATOR_ENABLED" "$(chat_image truncator)"
             ;;
         gateway)
-            chat_run gateway "${wasm[@]}" --env STATIC_DIR=/www \
+            chat_run gateway "${http[@]}" --env STATIC_DIR=/www \
                 --env "SESSION_URL=http://127.0.0.1:$CHAT_SESSION_PORT" \
                 --env "CHAT_URL=http://127.0.0.1:$CHAT_CHAT_PORT" \
                 --env "MESSAGE_URL=http://127.0.0.1:$CHAT_MESSAGE_PORT" \

@@ -475,7 +475,7 @@ def check_chat(ck, name, docs, registry=None):
                       "LISTEN_PORT": "8085", "TRUNCATOR_ENABLED": "false"},
         "gateway": {"SESSION_URL": r"http://session:8081", "CHAT_URL": r"http://chat:8082",
                     "MESSAGE_URL": r"http://message:8083", "USER_URL": r"http://user:8084",
-                    "TRUNCATOR_URL": r"http://truncator:8085", "LISTEN_PORT": "3000", "STATIC_DIR": "/www"},
+                    "TRUNCATOR_URL": r"http://truncator:8085", "WASI_HTTP_PORT": "3000", "STATIC_DIR": "/www"},
     }
     for svc, want in expect.items():
         deps = find(docs, "Deployment", svc)

@@ -1,140 +1,144 @@
-//! The web UI's static files, loaded into memory at start from `STATIC_DIR`.
+//! The web UI's static files, read from `STATIC_DIR` per request.
 //!
-//! Serving from a map built by walking the directory means a request path is
-//! only ever compared with names that exist: `..`, encoded slashes, symlinks
-//! out of the tree and the like cannot reach any other file. The UI is a few
-//! hundred KiB and the image's rootfs is immutable, so nothing is lost by
-//! reading it once.
+//! A request path is decoded, then refused unless every segment is a plain
+//! name (no empty, `.` or `..` segment, no backslash or NUL), and no
+//! component on the way may be a symbolic link: nothing outside the
+//! directory's own tree can be reached. The host grants the container's
+//! rootfs only, so even a mistake here could not leave the image.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
 
-use anyhow::{bail, Context, Result};
-use bytes::Bytes;
-use common::http::percent_decode;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use hyper::{HeaderMap, Method, StatusCode};
+use crate::respond::Header;
 
-use common::Response;
+/// Larger files are not served (the UI is a few hundred KiB).
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
-const MAX_FILES: usize = 10_000;
-const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
-
-struct File {
-    body: Bytes,
-    content_type: &'static str,
-    etag: HeaderValue,
+/// A response for a static request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<Header>,
+    /// `None`: no body and no length (HEAD, 304).
+    pub body: Option<Vec<u8>>,
 }
 
-#[derive(Default)]
-pub struct StaticFiles {
-    files: HashMap<String, File>,
+/// Serves `path` (GET or HEAD) from `dir`: `/` and directories map to
+/// their `index.html`.
+pub fn serve(dir: &str, method: &str, path: &str, if_none_match: &[Vec<u8>]) -> Reply {
+    if method != "GET" && method != "HEAD" {
+        let mut reply = text(405, "method not allowed\n");
+        reply.headers.push(("allow".into(), b"GET, HEAD".to_vec()));
+        return reply;
+    }
+    let Some(file) = candidates(path).into_iter().find_map(|rel| open(Path::new(dir), &rel)) else {
+        return text(404, "not found\n");
+    };
+    let (rel, body, etag) = file;
+    let not_modified = if_none_match
+        .iter()
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .any(|tag| tag.trim() == etag || tag.trim() == "*");
+    // Vite puts content-hashed names under /assets/: those never change.
+    let cache = if rel.starts_with("assets/") { "public, max-age=31536000, immutable" } else { "no-cache" };
+    let headers = vec![
+        ("content-type".into(), content_type(&rel).as_bytes().to_vec()),
+        ("etag".into(), etag.into_bytes()),
+        ("cache-control".into(), cache.as_bytes().to_vec()),
+    ];
+    let (status, body) = if not_modified {
+        (304, None)
+    } else if method == "HEAD" {
+        (200, None)
+    } else {
+        (200, Some(body))
+    };
+    Reply { status, headers, body }
 }
 
-impl StaticFiles {
-    /// Loads every regular file under `dir`, keyed `/relative/path`.
-    pub fn load(dir: &Path) -> Result<Self> {
-        let mut files = HashMap::new();
-        let mut total = 0u64;
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(current) = pending.pop() {
-            let entries = std::fs::read_dir(&current).with_context(|| format!("reading {}", current.display()))?;
-            for entry in entries {
-                let entry = entry.with_context(|| format!("reading {}", current.display()))?;
-                let path = entry.path();
-                // Not following symlinks: only what is really in the tree.
-                let meta = std::fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
-                if meta.is_dir() {
-                    pending.push(path);
-                    continue;
-                }
-                if !meta.is_file() {
-                    continue;
-                }
-                total += meta.len();
-                if files.len() >= MAX_FILES || total > MAX_TOTAL_BYTES {
-                    bail!("{} holds more than {MAX_FILES} files or {MAX_TOTAL_BYTES} bytes", dir.display());
-                }
-                let Some(key) = key_for(dir, &path) else { continue };
-                let body = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                let etag = HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(&body))).context("etag")?;
-                files.insert(key, File { body: Bytes::from(body), content_type: content_type(&path), etag });
+/// Relative file names a request path may mean, or none if it is not a
+/// plain path.
+fn candidates(path: &str) -> Vec<String> {
+    let Some(decoded) = percent_decode(path) else { return Vec::new() };
+    let Some(rest) = decoded.strip_prefix('/') else { return Vec::new() };
+    if rest.contains(['\\', '\0']) {
+        return Vec::new();
+    }
+    let (rest, directory) = match rest.strip_suffix('/') {
+        Some(dir) => (dir, true),
+        None => (rest, rest.is_empty()),
+    };
+    if rest.is_empty() {
+        return vec!["index.html".into()];
+    }
+    if rest.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Vec::new();
+    }
+    if directory {
+        vec![format!("{rest}/index.html")]
+    } else {
+        vec![rest.to_string(), format!("{rest}/index.html")]
+    }
+}
+
+/// The regular file `rel` under `dir`, if no component is a symbolic link:
+/// (name, content, ETag).
+fn open(dir: &Path, rel: &str) -> Option<(String, Vec<u8>, String)> {
+    let mut path = PathBuf::from(dir);
+    let mut meta = None;
+    for part in rel.split('/') {
+        path.push(part);
+        let m = std::fs::symlink_metadata(&path).ok()?;
+        if m.file_type().is_symlink() {
+            return None;
+        }
+        meta = Some(m);
+    }
+    let meta = meta?;
+    if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+        return None;
+    }
+    let body = std::fs::read(&path).ok()?;
+    // Length and modification time: files change only with a new image.
+    let etag = match meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+        Some(mtime) => format!("\"{:x}-{:x}\"", body.len(), mtime.as_nanos()),
+        None => format!("\"{:016x}\"", fnv1a(&body)),
+    };
+    Some((rel.to_string(), body, etag))
+}
+
+/// Percent-decoding for paths (`+` stays `+`); `None` if the result is not
+/// UTF-8.
+fn percent_decode(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
             }
         }
-        Ok(Self { files })
+        out.push(bytes[i]);
+        i += 1;
     }
+    String::from_utf8(out).ok()
+}
 
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    /// Serves `path` (GET or HEAD): `/` and directories map to their
-    /// `index.html`.
-    pub fn serve(&self, method: &Method, path: &str, headers: &HeaderMap) -> Response {
-        if method != Method::GET && method != Method::HEAD {
-            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            resp.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return resp;
-        }
-        let Some((key, file)) = self.lookup(path) else {
-            return text(StatusCode::NOT_FOUND, "not found\n");
-        };
-        let not_modified = headers
-            .get_all(IF_NONE_MATCH)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|tag| tag.trim() == file.etag || tag.trim() == "*");
-        let mut resp = if not_modified {
-            empty(StatusCode::NOT_MODIFIED)
-        } else if method == Method::HEAD {
-            // hyper sets Content-Length from the body; HEAD must report the
-            // GET length, so it is set explicitly on an empty body.
-            let mut r = empty(StatusCode::OK);
-            r.headers_mut().insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(file.body.len()));
-            r
-        } else {
-            hyper::Response::new(Full::new(file.body.clone()))
-        };
-        let h = resp.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static(file.content_type));
-        h.insert(ETAG, file.etag.clone());
-        // Vite puts content-hashed names under /assets/: those never change.
-        let cache = if key.starts_with("/assets/") { "public, max-age=31536000, immutable" } else { "no-cache" };
-        h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
-        resp
-    }
-
-    fn lookup(&self, path: &str) -> Option<(&str, &File)> {
-        let decoded = percent_decode_path(path);
-        let candidates = if decoded.ends_with('/') {
-            vec![format!("{decoded}index.html")]
-        } else {
-            vec![decoded.clone(), format!("{decoded}/index.html")]
-        };
-        candidates.into_iter().find_map(|c| self.files.get_key_value(&c).map(|(k, f)| (k.as_str(), f)))
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
     }
 }
 
-/// Percent-decoding for paths: like query decoding but `+` stays `+`.
-fn percent_decode_path(path: &str) -> String {
-    path.split('+').map(percent_decode).collect::<Vec<_>>().join("+")
-}
-
-/// `/a/b.js` for `dir/a/b.js`; `None` for names that are not UTF-8.
-fn key_for(dir: &Path, path: &Path) -> Option<String> {
-    let rel = path.strip_prefix(dir).ok()?;
-    let mut key = String::new();
-    for part in rel.components() {
-        key.push('/');
-        key.push_str(part.as_os_str().to_str()?);
-    }
-    Some(key)
-}
-
-fn content_type(path: &Path) -> &'static str {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+fn content_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
     match ext.as_deref() {
         Some("html" | "htm") => "text/html; charset=utf-8",
         Some("js" | "mjs") => "text/javascript; charset=utf-8",
@@ -155,108 +159,101 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// FNV-1a, 64 bits: a strong-enough ETag for files that change only with a
-/// new image.
+/// FNV-1a, 64 bits: an ETag when the file system gives no modification time.
 fn fnv1a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-fn empty(status: StatusCode) -> Response {
-    let mut r = hyper::Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = status;
-    r
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response {
-    let mut r = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r
+fn text(status: u16, body: &str) -> Reply {
+    let headers = vec![("content-type".into(), b"text/plain; charset=utf-8".to_vec())];
+    Reply { status, headers, body: Some(body.as_bytes().to_vec()) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
-    fn fixture() -> (tempdir::Dir, StaticFiles) {
-        let dir = tempdir::Dir::new();
-        std::fs::create_dir_all(dir.0.join("assets")).unwrap();
-        std::fs::create_dir_all(dir.0.join("docs")).unwrap();
-        std::fs::write(dir.0.join("index.html"), "<h1>chat</h1>").unwrap();
-        std::fs::write(dir.0.join("assets/app-1234.js"), "console.log(1)").unwrap();
-        std::fs::write(dir.0.join("docs/index.html"), "docs").unwrap();
-        std::fs::write(dir.0.join("a b.txt"), "spaced").unwrap();
-        let files = StaticFiles::load(&dir.0).unwrap();
-        (dir, files)
+    /// A temporary UI tree, removed on drop.
+    struct Tree(PathBuf);
+
+    impl Tree {
+        fn new() -> Self {
+            let nanos = std::time::SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+            let dir = std::env::temp_dir().join(format!("gateway-static-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(dir.join("assets")).unwrap();
+            std::fs::create_dir_all(dir.join("docs")).unwrap();
+            std::fs::write(dir.join("index.html"), "<h1>chat</h1>").unwrap();
+            std::fs::write(dir.join("assets/app-1234.js"), "console.log(1)").unwrap();
+            std::fs::write(dir.join("docs/index.html"), "docs").unwrap();
+            std::fs::write(dir.join("a b+c.txt"), "spaced").unwrap();
+            std::os::unix::fs::symlink("/etc/hostname", dir.join("escape.txt")).unwrap();
+            std::os::unix::fs::symlink("/etc", dir.join("etc")).unwrap();
+            Self(dir)
+        }
+        fn get(&self, path: &str) -> Reply {
+            serve(self.0.to_str().unwrap(), "GET", path, &[])
+        }
     }
 
-    async fn body(r: Response) -> String {
-        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn serves_files_with_types_and_index() {
-        let (_d, files) = fixture();
-        assert_eq!(files.len(), 4);
-        let h = HeaderMap::new();
-        let r = files.serve(&Method::GET, "/", &h);
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
-        assert_eq!(r.headers()[CACHE_CONTROL], "no-cache");
-        assert_eq!(body(r).await, "<h1>chat</h1>");
-        let r = files.serve(&Method::GET, "/assets/app-1234.js", &h);
-        assert_eq!(r.headers()[CONTENT_TYPE], "text/javascript; charset=utf-8");
-        assert!(r.headers()[CACHE_CONTROL].to_str().unwrap().contains("immutable"));
-        assert_eq!(body(files.serve(&Method::GET, "/docs", &h)).await, "docs");
-        assert_eq!(body(files.serve(&Method::GET, "/docs/", &h)).await, "docs");
-        assert_eq!(body(files.serve(&Method::GET, "/a%20b.txt", &h)).await, "spaced");
+    fn header<'a>(r: &'a Reply, name: &str) -> &'a str {
+        r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| std::str::from_utf8(v).unwrap()).unwrap_or("")
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn refuses_traversal_and_other_methods() {
-        let (_d, files) = fixture();
-        let h = HeaderMap::new();
+    #[test]
+    fn serves_files_with_types_and_index() {
+        let tree = Tree::new();
+        let r = tree.get("/");
+        assert_eq!((r.status, r.body.as_deref()), (200, Some(&b"<h1>chat</h1>"[..])));
+        assert_eq!(header(&r, "content-type"), "text/html; charset=utf-8");
+        assert_eq!(header(&r, "cache-control"), "no-cache");
+        let r = tree.get("/assets/app-1234.js");
+        assert_eq!(header(&r, "content-type"), "text/javascript; charset=utf-8");
+        assert!(header(&r, "cache-control").contains("immutable"));
+        assert_eq!(tree.get("/docs").body.as_deref(), Some(&b"docs"[..]));
+        assert_eq!(tree.get("/docs/").body.as_deref(), Some(&b"docs"[..]));
+        assert_eq!(tree.get("/a%20b+c.txt").body.as_deref(), Some(&b"spaced"[..]));
+    }
+
+    #[test]
+    fn refuses_traversal_links_and_other_methods() {
+        let tree = Tree::new();
         for path in [
             "/../index.html",
             "/assets/../../etc/passwd",
             "/%2e%2e/index.html",
             "/assets%2f..%2findex.html",
-            "/nope",
+            "/./index.html",
             "//index.html",
+            "/nope",
+            "/escape.txt",
+            "/etc/hostname",
+            "/assets\\app-1234.js",
+            "/index.html%00",
+            "/%ff",
+            "index.html",
         ] {
-            assert_eq!(files.serve(&Method::GET, path, &h).status(), 404, "{path}");
+            assert_eq!(tree.get(path).status, 404, "{path}");
         }
-        assert_eq!(files.serve(&Method::POST, "/", &h).status(), 405);
+        let r = serve(tree.0.to_str().unwrap(), "POST", "/", &[]);
+        assert_eq!((r.status, header(&r, "allow")), (405, "GET, HEAD"));
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn head_and_etags() {
-        let (_d, files) = fixture();
-        let r = files.serve(&Method::HEAD, "/index.html", &HeaderMap::new());
-        assert_eq!(r.headers()[hyper::header::CONTENT_LENGTH], "13");
-        let etag = r.headers()[ETAG].clone();
-        assert_eq!(body(r).await, "");
-        let mut h = HeaderMap::new();
-        h.insert(IF_NONE_MATCH, etag);
-        assert_eq!(files.serve(&Method::GET, "/", &h).status(), 304);
-    }
-
-    /// A temporary directory removed on drop (no extra dependency).
-    mod tempdir {
-        pub struct Dir(pub std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Self {
-                let name = format!("gateway-static-{}", common::ulid::generate().unwrap());
-                let p = std::env::temp_dir().join(name);
-                std::fs::create_dir_all(&p).unwrap();
-                Self(p)
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
+    #[test]
+    fn head_and_etags() {
+        let tree = Tree::new();
+        let dir = tree.0.to_str().unwrap();
+        let r = serve(dir, "HEAD", "/index.html", &[]);
+        assert_eq!((r.status, r.body.as_deref()), (200, None));
+        let etag = header(&r, "etag").as_bytes().to_vec();
+        assert!(etag.starts_with(b"\"d-"), "{}", String::from_utf8_lossy(&etag));
+        assert_eq!(serve(dir, "GET", "/", &[etag.clone()]).status, 304);
+        assert_eq!(serve(dir, "GET", "/", &[b"\"other\", ".iter().chain(&etag).copied().collect()]).status, 304);
+        assert_eq!(serve(dir, "GET", "/", &[b"\"other\"".to_vec()]).status, 200);
     }
 }
