@@ -63,17 +63,20 @@ pub fn forward(
     // Always a length, even 0: a body of unknown length would go chunked.
     let _ = fields.set("content-length", &[body.len().to_string().into_bytes()]);
     let request = OutgoingRequest::new(fields);
-    request.set_method(method).map_err(|()| "invalid method")?;
-    request.set_scheme(Some(&Scheme::Http)).map_err(|()| "invalid scheme")?;
-    request.set_authority(Some(&upstream.address.authority())).map_err(|()| "invalid authority")?;
-    request.set_path_with_query(Some(path_with_query)).map_err(|()| "invalid path")?;
-    let outgoing = request.body().map_err(|()| "request body taken twice")?;
+    request.set_method(method).map_err(|()| "building the request: invalid method")?;
+    request.set_scheme(Some(&Scheme::Http)).map_err(|()| "building the request: invalid scheme")?;
+    request
+        .set_authority(Some(&upstream.address.authority()))
+        .map_err(|()| "building the request: invalid authority")?;
+    request.set_path_with_query(Some(path_with_query)).map_err(|()| "building the request: invalid path")?;
+    let outgoing = request.body().map_err(|()| "building the request: body taken twice")?;
     let options = RequestOptions::new();
     let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     let _ = options.set_connect_timeout(Some(nanos(CONNECT_TIMEOUT)));
     let _ = options.set_first_byte_timeout(Some(nanos(timeout)));
     let _ = options.set_between_bytes_timeout(Some(nanos(timeout)));
-    let pending = outgoing_handler::handle(request, Some(options)).map_err(|e| format!("sending the request: {e:?}"))?;
+    let pending =
+        outgoing_handler::handle(request, Some(options)).map_err(|e| format!("sending the request: {e:?}"))?;
     // A body the host stopped taking (the exchange failed, or the service
     // answered early) is not an error of its own: the response says which.
     let sent = write_body(&outgoing, body);
@@ -90,10 +93,10 @@ pub fn forward(
     };
     let status = response.status();
     let headers = end_to_end(response.headers().entries());
-    let incoming = response.consume().map_err(|()| "response body taken twice")?;
+    let incoming = response.consume().map_err(|()| "reading the response: body taken twice")?;
     let mut body = Vec::new();
     {
-        let stream = incoming.stream().map_err(|()| "response body stream taken twice")?;
+        let stream = incoming.stream().map_err(|()| "reading the response: body stream taken twice")?;
         let mut limited = stream.take(MAX_RESPONSE_BYTES + 1);
         limited.read_to_end(&mut body).map_err(|e| format!("reading the response: {e}"))?;
     }
@@ -110,8 +113,11 @@ fn write_body(outgoing: &OutgoingBody, body: &[u8]) -> Result<(), String> {
     if body.is_empty() {
         return Ok(());
     }
-    let mut stream = outgoing.write().map_err(|()| "request body stream taken twice")?;
-    stream.write_all(body).and_then(|()| std::io::Write::flush(&mut stream)).map_err(|e| format!("writing the request body: {e}"))
+    let mut stream = outgoing.write().map_err(|()| "writing the request body: stream taken twice")?;
+    stream
+        .write_all(body)
+        .and_then(|()| std::io::Write::flush(&mut stream))
+        .map_err(|e| format!("writing the request body: {e}"))
 }
 
 #[cfg(test)]

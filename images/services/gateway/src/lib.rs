@@ -94,7 +94,8 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, BodyError> {
     let Ok(incoming) = request.consume() else { return Ok(Vec::new()) };
     let mut body = Vec::new();
     {
-        let stream = incoming.stream().map_err(|()| BodyError::Read(std::io::Error::other("body stream taken twice")))?;
+        let stream =
+            incoming.stream().map_err(|()| BodyError::Read(std::io::Error::other("body stream taken twice")))?;
         stream.take(MAX_REQUEST_BYTES + 1).read_to_end(&mut body).map_err(BodyError::Read)?;
     }
     drop(IncomingBody::finish(incoming));

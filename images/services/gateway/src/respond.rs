@@ -8,8 +8,9 @@ use wasi::http::types::{ErrorCode, Fields, OutgoingBody, OutgoingResponse, Respo
 pub type Header = (String, Vec<u8>);
 
 /// Sends `status`, `headers` and `body` with its Content-Length. `None`
-/// sends no body and no length (HEAD, 204, 304): wasi:http checks a
-/// declared length against the bytes written.
+/// sends no body and no length (204, 304, a relayed HEAD): wasi:http checks
+/// a declared length against the bytes written. For a HEAD request with a
+/// known length pass the GET body: the host sends only the head.
 pub fn send(out: ResponseOutparam, status: u16, headers: &[Header], body: Option<&[u8]>) {
     let fields = Fields::new();
     for (name, value) in headers {

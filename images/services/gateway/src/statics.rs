@@ -6,6 +6,7 @@
 //! directory's own tree can be reached. The host grants the container's
 //! rootfs only, so even a mistake here could not leave the image.
 
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -19,7 +20,9 @@ const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<Header>,
-    /// `None`: no body and no length (HEAD, 304).
+    /// `None`: no body and no length (304). A HEAD reply carries the GET
+    /// body: wasi:http checks the bytes written against Content-Length, and
+    /// the host's HTTP server sends a HEAD response's head only.
     pub body: Option<Vec<u8>>,
 }
 
@@ -31,30 +34,46 @@ pub fn serve(dir: &str, method: &str, path: &str, if_none_match: &[Vec<u8>]) -> 
         reply.headers.push(("allow".into(), b"GET, HEAD".to_vec()));
         return reply;
     }
-    let Some(file) = candidates(path).into_iter().find_map(|rel| open(Path::new(dir), &rel)) else {
+    let Some((rel, file, meta)) = candidates(path).into_iter().find_map(|rel| locate(Path::new(dir), rel)) else {
         return text(404, "not found\n");
     };
-    let (rel, body, etag) = file;
-    let not_modified = if_none_match
-        .iter()
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(','))
-        .any(|tag| tag.trim() == etag || tag.trim() == "*");
+    // Length and modification time: files change only with a new image, and
+    // a revalidation (every load of index.html) then reads no content. An
+    // mtime of 0 says nothing: wasm-oci writes every layer entry with it, and
+    // a rebuilt index.html keeps its length (Vite's hashes are fixed-size),
+    // so those files are tagged by content.
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).filter(|d| !d.is_zero());
+    let (etag, content) = match mtime {
+        Some(mtime) => (format!("\"{:x}-{:x}\"", meta.len(), mtime.as_nanos()), None),
+        None => match std::fs::read(&file) {
+            Ok(body) => (format!("\"{:016x}\"", fnv1a(&body)), Some(body)),
+            Err(_) => return text(404, "not found\n"),
+        },
+    };
     // Vite puts content-hashed names under /assets/: those never change.
     let cache = if rel.starts_with("assets/") { "public, max-age=31536000, immutable" } else { "no-cache" };
     let headers = vec![
         ("content-type".into(), content_type(&rel).as_bytes().to_vec()),
-        ("etag".into(), etag.into_bytes()),
+        ("etag".into(), etag.as_bytes().to_vec()),
         ("cache-control".into(), cache.as_bytes().to_vec()),
     ];
-    let (status, body) = if not_modified {
-        (304, None)
-    } else if method == "HEAD" {
-        (200, None)
-    } else {
-        (200, Some(body))
+    if matches_etag(if_none_match, &etag) {
+        return Reply { status: 304, headers, body: None };
+    }
+    let body = match content.map_or_else(|| std::fs::read(&file), Ok) {
+        Ok(body) => body,
+        Err(_) => return text(404, "not found\n"),
     };
-    Reply { status, headers, body }
+    Reply { status: 200, headers, body: Some(body) }
+}
+
+/// Whether an `If-None-Match` value names `etag` (or is `*`).
+fn matches_etag(if_none_match: &[Vec<u8>], etag: &str) -> bool {
+    if_none_match
+        .iter()
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .any(|tag| tag.trim() == etag || tag.trim() == "*")
 }
 
 /// Relative file names a request path may mean, or none if it is not a
@@ -82,9 +101,9 @@ fn candidates(path: &str) -> Vec<String> {
     }
 }
 
-/// The regular file `rel` under `dir`, if no component is a symbolic link:
-/// (name, content, ETag).
-fn open(dir: &Path, rel: &str) -> Option<(String, Vec<u8>, String)> {
+/// The regular file `rel` under `dir`, if no component on the way is a
+/// symbolic link: (name, path, metadata).
+fn locate(dir: &Path, rel: String) -> Option<(String, PathBuf, Metadata)> {
     let mut path = PathBuf::from(dir);
     let mut meta = None;
     for part in rel.split('/') {
@@ -99,13 +118,7 @@ fn open(dir: &Path, rel: &str) -> Option<(String, Vec<u8>, String)> {
     if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
         return None;
     }
-    let body = std::fs::read(&path).ok()?;
-    // Length and modification time: files change only with a new image.
-    let etag = match meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
-        Some(mtime) => format!("\"{:x}-{:x}\"", body.len(), mtime.as_nanos()),
-        None => format!("\"{:016x}\"", fnv1a(&body)),
-    };
-    Some((rel.to_string(), body, etag))
+    Some((rel, path, meta))
 }
 
 /// Percent-decoding for paths (`+` stays `+`); `None` if the result is not
@@ -248,12 +261,48 @@ mod tests {
     fn head_and_etags() {
         let tree = Tree::new();
         let dir = tree.0.to_str().unwrap();
+        // HEAD: the GET body, so that Content-Length is the GET one (the
+        // host sends no body for HEAD).
         let r = serve(dir, "HEAD", "/index.html", &[]);
-        assert_eq!((r.status, r.body.as_deref()), (200, None));
+        assert_eq!((r.status, r.body.as_deref()), (200, Some(&b"<h1>chat</h1>"[..])));
         let etag = header(&r, "etag").as_bytes().to_vec();
         assert!(etag.starts_with(b"\"d-"), "{}", String::from_utf8_lossy(&etag));
-        assert_eq!(serve(dir, "GET", "/", &[etag.clone()]).status, 304);
+        assert_eq!(serve(dir, "GET", "/", std::slice::from_ref(&etag)).status, 304);
         assert_eq!(serve(dir, "GET", "/", &[b"\"other\", ".iter().chain(&etag).copied().collect()]).status, 304);
         assert_eq!(serve(dir, "GET", "/", &[b"\"other\"".to_vec()]).status, 200);
+        let r = serve(dir, "GET", "/", &[b"*".to_vec()]);
+        assert_eq!((r.status, r.body.as_deref(), header(&r, "etag").as_bytes()), (304, None, &etag[..]));
+        // Another length, another tag.
+        assert_ne!(header(&tree.get("/docs/"), "etag"), header(&tree.get("/"), "etag"));
+    }
+
+    #[test]
+    fn files_with_mtime_zero_are_tagged_by_content() {
+        let tree = Tree::new();
+        let file = std::fs::File::options().write(true).open(tree.0.join("index.html")).unwrap();
+        file.set_modified(UNIX_EPOCH).unwrap();
+        let before = header(&tree.get("/"), "etag").to_string();
+        assert_eq!(before, format!("\"{:016x}\"", fnv1a(b"<h1>chat</h1>")));
+        // Same length, same mtime, other content (as a rebuilt UI in an image).
+        std::fs::write(tree.0.join("index.html"), "<h1>talk</h1>").unwrap();
+        file.set_modified(UNIX_EPOCH).unwrap();
+        assert_ne!(header(&tree.get("/"), "etag"), before);
+        assert_eq!(serve(tree.0.to_str().unwrap(), "GET", "/", &[before.into_bytes()]).status, 200);
+    }
+
+    #[test]
+    fn decodes_paths_and_names_types() {
+        assert_eq!(percent_decode("/a%20b+c%2F%zz%4").as_deref(), Some("/a b+c/%zz%4"));
+        assert_eq!(percent_decode("/%C3%A9").as_deref(), Some("/é"));
+        assert_eq!(percent_decode("/%ff"), None);
+        assert_eq!(candidates("/"), vec!["index.html"]);
+        assert_eq!(candidates("/docs"), vec!["docs", "docs/index.html"]);
+        assert_eq!(candidates("/docs/"), vec!["docs/index.html"]);
+        assert!(candidates("/a/%2e%2e/b").is_empty() && candidates("/a//b").is_empty());
+        assert_eq!(content_type("assets/App.JS"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("favicon.svg"), "image/svg+xml");
+        assert_eq!(content_type("LICENSE"), "application/octet-stream");
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }
