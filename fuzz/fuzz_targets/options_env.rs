@@ -1,6 +1,7 @@
 //! Runtime options (either protobuf message containerd sends, with any
 //! bytes inside) and the environment settings the shim reads
-//! (`WASI_HTTP_PORT`, `WASI_HTTP_TIMEOUT_MS`, `KEY=VALUE` splitting): a
+//! (`WASI_HTTP_PORT`, `WASI_HTTP_TIMEOUT_MS`, `WASI_HTTP_ADDR`, `KEY=VALUE`
+//! splitting): a
 //! value or an error that names the variable, never a panic or a hang.
 #![no_main]
 
@@ -9,7 +10,7 @@ use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use libfuzzer_sys::fuzz_target;
 use shim_input::env::pairs;
 use shim_input::options::RuntimeOptions;
-use shim_input::settings::{HttpSettings, PORT_ENV, TIMEOUT_ENV};
+use shim_input::settings::{HttpSettings, ADDR_ENV, PORT_ENV, TIMEOUT_ENV};
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
@@ -19,6 +20,7 @@ struct Input<'a> {
     env: Vec<String>,
     port: Option<&'a str>,
     timeout: Option<&'a str>,
+    addr: Option<&'a str>,
 }
 
 const TYPE_URLS: [&str; 4] = [
@@ -43,8 +45,11 @@ fuzz_target!(|input: Input| {
     if let Some(t) = input.timeout {
         env.push((TIMEOUT_ENV.to_string(), t.to_string()));
     }
+    if let Some(a) = input.addr {
+        env.push((ADDR_ENV.to_string(), a.to_string()));
+    }
     match HttpSettings::from_env(&env) {
         Ok(s) => assert!(s.port != 0 && !s.timeout.is_zero()),
-        Err(e) => assert!(e.starts_with(PORT_ENV) || e.starts_with(TIMEOUT_ENV), "{e}"),
+        Err(e) => assert!([PORT_ENV, TIMEOUT_ENV, ADDR_ENV].iter().any(|v| e.starts_with(v)), "{e}"),
     }
 });

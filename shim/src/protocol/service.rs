@@ -13,6 +13,7 @@ use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Error, Flags, StartOpts};
 
+use super::events::Events;
 use super::task::TaskService;
 use crate::container::linux::Runc;
 use crate::host::content::ImageContent;
@@ -67,7 +68,24 @@ impl Shim for Service {
         self.exit.wait().await;
     }
 
-    async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
+    /// The crate's queued publisher is not used: events are forwarded
+    /// inline (see `protocol::events`), on a connection of their own.
+    async fn create_task_service(&self, _publisher: RemotePublisher) -> TaskService {
+        let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+        match Events::connect(&address, self.namespace.clone()).await {
+            Ok(events) => self.task_service(events),
+            Err(e) => {
+                log::error!("{e:#}");
+                eprintln!("{e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+impl Service {
+    /// The daemon's task service, publishing with `events`.
+    fn task_service(&self, events: Events) -> TaskService {
         let engine = WasmEngine::new(cache_dir_for(&self.bundle)).and_then(|e| Ok((Linkers::new(e.engine())?, e)));
         let runc = match Runc::new(&Runc::root_for(&self.bundle, &self.namespace)) {
             Ok(runc) => Some(runc),
@@ -79,7 +97,7 @@ impl Shim for Service {
         match engine {
             Ok((linkers, engine)) => {
                 let content = ImageContent::new(&self.address, &self.namespace);
-                TaskService::new(engine, linkers, runc, content, publisher, self.namespace.clone(), self.exit.clone())
+                TaskService::new(engine, linkers, runc, content, events, self.exit.clone())
             }
             Err(e) => {
                 // Without an engine there is nothing this shim can serve.
@@ -198,8 +216,8 @@ pub async fn serve(flags: Flags) -> anyhow::Result<()> {
     let mut config = Config::default();
     let mut shim = <Service as Shim>::new(crate::RUNTIME_ID, &flags, &mut config).await;
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;
-    let publisher = RemotePublisher::new(&ttrpc_address).await.map_err(|e| anyhow::anyhow!("connect to containerd events: {e}"))?;
-    let task: Arc<dyn containerd_shim::protos::shim_async::Task + Send + Sync> = Arc::new(shim.create_task_service(publisher).await);
+    let events = Events::connect(&ttrpc_address, shim.namespace.clone()).await?;
+    let task: Arc<dyn containerd_shim::protos::shim_async::Task + Send + Sync> = Arc::new(shim.task_service(events));
     let mut services = create_task(task.clone());
     for (name, service) in create_task(task) {
         services.insert(name.replace(".v3.", ".v2."), service);

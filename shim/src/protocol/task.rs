@@ -15,7 +15,6 @@ use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, Ta
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::topics;
-use containerd_shim::publisher::RemotePublisher;
 use shim_input::entrypoint::{Entrypoint, Kind};
 use shim_input::options::RuntimeOptions;
 
@@ -60,8 +59,7 @@ impl TaskService {
         linkers: Linkers,
         runc: Option<Runc>,
         content: ImageContent,
-        publisher: RemotePublisher,
-        namespace: String,
+        events: Events,
         exit: Arc<ExitSignal>,
     ) -> Self {
         let activity = Arc::new(tokio::sync::Notify::new());
@@ -72,7 +70,7 @@ impl TaskService {
             linkers: Arc::new(linkers),
             runc,
             content,
-            events: Events::new(publisher, namespace),
+            events,
             exit,
             deleting: Arc::default(),
             rpcs: Arc::new(InFlight::new(activity)),

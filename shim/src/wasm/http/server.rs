@@ -140,17 +140,23 @@ impl Server {
         // The handler runs in a task of its own so that it can go on writing
         // the body after handing over the response.
         let task = tokio::spawn(async move {
-            let _held = (slot, watch, busy);
+            let held = (slot, watch, busy);
             let call = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
             };
             // A guest running code is stopped by the epoch callback; one
             // waiting in a host call is dropped here when the deadline passes.
-            tokio::select! {
+            let result = tokio::select! {
                 r = call => r.map_err(|e| if deadline.is_expired() { Failure::TimedOut } else { Failure::Guest(e) }),
                 _ = deadline.expired() => Err(Failure::TimedOut),
-            }
+            };
+            // The instance goes back to the pool before its slot is released:
+            // a request on another worker that takes the slot must find room
+            // in the pool, or its instantiation fails (a 500 under a full pool).
+            drop(store);
+            drop(held);
+            result
         });
         match rx.await {
             Ok(Ok(response)) => with_first_frame(response).await.map_err(internal),
